@@ -1,0 +1,229 @@
+"""Dataclass configs and their YAML loader (no torch here: the runtime reads them too).
+
+A config file has up to four sections, each a dataclass below:
+
+    model:  {variant: loco, embed_dim: 512, ...}     # ModelConfig
+    data:   {annotations: ..., feature_dir: ...}     # DataConfig
+    train:  {epochs: 45, lr: 1.0e-4, ...}             # TrainConfig
+    decode: {score_threshold: 0.001, ...}             # DecodeConfig
+
+Files are read with ``yaml.safe_load``; unknown keys are errors that list the valid ones, and
+``key=value`` overrides (``train.epochs=3``) are applied on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+VARIANTS = ("loco", "no_lcc", "no_cdp", "baseline", "audio_only", "visual_only")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used as written."""
+
+
+@dataclass
+class ModelConfig:
+    """Dimensions and switches of the LoCo network (DESIGN.md section 4)."""
+
+    variant: str = "loco"  # one of VARIANTS
+    visual_dim: int = 2048  # Dv of the visual features
+    audio_dim: int = 128  # Da of the audio features
+    num_classes: int = 100
+    window: int = 256  # T: steps per window (training crop and exported graph length)
+    embed_dim: int = 512  # D
+    num_heads: int = 4
+    num_proj_layers: int = 2  # masked Conv1d k=3 + LayerNorm + ReLU, per modality
+    num_encoder_blocks: int = 2  # local self-attention blocks per modality
+    encoder_radius: int = 9  # band radius of the local self-attention (steps)
+    num_levels: int = 6  # pyramid levels, stride 2 between them
+    cdp_radius: int = 8  # hard band radius R of CDP at every level (steps of that level)
+    lcc_dim: int = 128  # shared space of the LCC similarity
+    lcc_radius: int = 2  # w_lcc: neighbourhood gathered by the correction
+    lcc_positive_radius: int = 2  # w_pos: cross-modal pairs this close are positives
+    lcc_negative_gap: int = 8  # pairs at least this far apart are negatives
+    lcc_temperature: float = 0.1  # tau
+    lcc_weight: float = 0.1  # lambda_lcc
+    head_dim: int = 512
+    num_head_layers: int = 3
+    class_aware_regression: bool = False
+    regression_ranges: list = field(
+        default_factory=lambda: [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]]
+    )
+    drop_path: float = 0.1
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"model.variant {self.variant!r} is unknown; use one of {VARIANTS}")
+        if len(self.regression_ranges) != self.num_levels:
+            raise ConfigError(
+                f"model.regression_ranges has {len(self.regression_ranges)} entries but "
+                f"model.num_levels is {self.num_levels}; give one [low, high] per level"
+            )
+        if self.window % self.max_stride:
+            raise ConfigError(
+                f"model.window={self.window} must be a multiple of the top level's stride "
+                f"{self.max_stride} (2**(num_levels-1))"
+            )
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"model.embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
+            )
+
+    @property
+    def max_stride(self) -> int:
+        return 2 ** (self.num_levels - 1)
+
+    @property
+    def uses_lcc(self) -> bool:
+        return self.variant in ("loco", "no_cdp")
+
+    @property
+    def uses_cdp(self) -> bool:
+        return self.variant in ("loco", "no_lcc", "audio_only", "visual_only")
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.variant != "visual_only"
+
+    @property
+    def uses_visual(self) -> bool:
+        return self.variant != "audio_only"
+
+
+@dataclass
+class DataConfig:
+    """Where features and annotations live, and how steps map to seconds.
+
+    Step ``i`` is centred at ``step_offset + i * step_seconds`` seconds. For UnAV-100's I3D/VGGish
+    release (25 fps, 24-frame windows, stride 8): step 0.32 s, offset 0.48 s. For ONE-PEACE and this
+    project's own extractors: step 0.25 s, offset 0.125 s.
+    """
+
+    annotations: str = ""
+    feature_dir: str = ""
+    visual_files: list = field(default_factory=lambda: ["{vid}_rgb.npy", "{vid}_flow.npy"])
+    audio_files: list = field(default_factory=lambda: ["{vid}_vggish.npy"])
+    step_seconds: float = 0.32
+    step_offset: float = 0.48
+    train_split: str = "train"
+    val_split: str = "validation"
+    test_split: str = "test"
+    crop_ratio: list = field(default_factory=lambda: [0.9, 1.0])
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (UnAV-100 reference values by default)."""
+
+    epochs: int = 45  # including warm-up
+    warmup_epochs: int = 5
+    batch_size: int = 16
+    lr: float = 1.0e-4
+    weight_decay: float = 1.0e-4
+    clip_grad: float = 1.0
+    ema_decay: float = 0.999
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    loss_normalizer: float = 250.0  # initial EMA of the positive count
+    loss_normalizer_momentum: float = 0.9
+    val_every: int = 5  # epochs between validations (0: never)
+    seed: int = 2023
+    output_dir: str = "runs/default"
+    num_threads: int = 0  # torch threads (0: torch's default)
+
+
+@dataclass
+class DecodeConfig:
+    """Host-side post-processing: threshold, top-k, per-class Gaussian soft-NMS, cap."""
+
+    score_threshold: float = 0.001
+    pre_nms_topk: int = 2000
+    nms_sigma: float = 0.4
+    max_segments: int = 100
+    min_duration: float = 0.05  # segments shorter than this many steps are dropped
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+_SECTION_CLASSES = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
+
+
+def _build_section(name: str, values: Any) -> Any:
+    cls = _SECTION_CLASSES[name]
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {name!r} must be a mapping, got {type(values).__name__}")
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in config section {name!r}; valid keys: {', '.join(valid)}"
+        )
+    return cls(**values)
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Build a Config from plain data (a parsed YAML file or a checkpoint's stored dict)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_SECTION_CLASSES))
+    if unknown:
+        raise ConfigError(
+            f"unknown config section(s) {unknown}; valid sections: {', '.join(_SECTION_CLASSES)}"
+        )
+    try:
+        return Config(**{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
+    except TypeError as error:  # a value of the wrong shape for a dataclass
+        raise ConfigError(f"invalid config: {error}") from None
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config dict."""
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        path, value = item.split("=", 1)
+        section, key = path.split(".", 1)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"cannot override {path}: section {section!r} is not a mapping")
+        raw[section][key] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (safe_load only) and apply ``key=value`` overrides."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        with open(path, encoding="utf-8") as handle:
+            try:
+                raw = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as error:
+                raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    return config_from_dict(apply_overrides(raw, overrides or []))
