@@ -56,7 +56,6 @@ class ModelConfig:
         default_factory=lambda: [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]]
     )
     drop_path: float = 0.1
-    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

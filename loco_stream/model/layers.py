@@ -1,0 +1,122 @@
+"""Small building blocks shared by the LoCo modules.
+
+Features are channel-last, ``(B, T, D)``, everywhere except inside convolutions. Masks are float
+``(B, T)`` with 1 at valid steps. Attention masks are *additive float biases* (0 or -1e4): a finite
+value keeps every softmax row defined (no NaN for padded queries), exports as plain arithmetic, and
+still gives exactly 0 weight to masked keys in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+MASKED = -1.0e4  # additive bias of a masked attention logit (finite: fp16-safe, no NaN rows)
+
+
+def key_padding_bias(mask: torch.Tensor) -> torch.Tensor:
+    """(B, Tk) validity mask -> (B, 1, 1, Tk) additive bias."""
+    return ((1.0 - mask) * MASKED)[:, None, None, :]
+
+
+def relative_positions(length_q: int, length_k: int, device: torch.device) -> torch.Tensor:
+    """(Tq, Tk) matrix of ``j - i`` (key index minus query index), as float."""
+    query = torch.arange(length_q, device=device, dtype=torch.float32)
+    key = torch.arange(length_k, device=device, dtype=torch.float32)
+    return key[None, :] - query[:, None]
+
+
+def band_bias(length: int, radius: int, device: torch.device) -> torch.Tensor:
+    """(1, 1, T, T) additive bias that keeps only keys with ``|j - i| <= radius``."""
+    outside = relative_positions(length, length, device).abs() > radius
+    return (outside.float() * MASKED)[None, None]
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) fixed sinusoidal position encoding (Vaswani et al.)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch of a sample while training."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+        return x * torch.bernoulli(torch.full(shape, keep, device=x.device)) / keep
+
+
+class MaskedConv1d(nn.Module):
+    """Conv1d over ``(B, T, C)`` that zeroes padded steps before and after the convolution.
+
+    Zeroing before the convolution makes a valid step next to padding see exactly what it sees at
+    the end of an unpadded sequence (zero padding), so padding never changes valid outputs.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int = 3, groups: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, padding=kernel_size // 2, groups=groups)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x * mask[..., None]  # (B, T, C)
+        x = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T, C_out)
+        return x * mask[..., None]
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP, 4x expansion with GELU."""
+
+    def __init__(self, dim: int, expansion: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, dim * expansion), nn.GELU(), nn.Linear(dim * expansion, dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BiasedAttention(nn.Module):
+    """Multi-head attention whose logits take an additive bias ``(B|1, H|1, Tq, Tk)``.
+
+    Written with plain matmuls (no ``nn.MultiheadAttention``) so the exported graph keeps static
+    shapes and every mask stays a float addition.
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, H, T, D/H)."""
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(
+        self, query: torch.Tensor, context: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        batch, length, dim = query.shape
+        q = self.split_heads(self.query(query)) * self.head_dim**-0.5  # (B, H, Tq, Dh)
+        k = self.split_heads(self.key(context))  # (B, H, Tk, Dh)
+        v = self.split_heads(self.value(context))  # (B, H, Tk, Dh)
+        weights = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # (B, H, Tq, Tk)
+        attended = (weights @ v).transpose(1, 2).reshape(batch, length, dim)  # (B, Tq, D)
+        return self.out(attended)

@@ -1,0 +1,123 @@
+"""Host-side decoding of a window's outputs: threshold, top-k, per-class Gaussian soft-NMS.
+
+Runs in numpy (no torch): the runtime, ``loco-detect``, the stream and ``train.evaluate`` share it.
+Segments are in *steps* of the window until ``steps_to_seconds`` maps them to time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DecodeConfig
+
+
+@dataclass
+class Segments:
+    """A set of scored segments; all arrays have shape (K,)."""
+
+    start: np.ndarray  # float
+    end: np.ndarray  # float
+    label: np.ndarray  # int
+    score: np.ndarray  # float
+
+    FIELDS = ("start", "end", "label", "score")
+
+    @classmethod
+    def empty(cls) -> Segments:
+        return cls(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def take(self, index: np.ndarray) -> Segments:
+        return Segments(self.start[index], self.end[index], self.label[index], self.score[index])
+
+    @classmethod
+    def concat(cls, parts: list[Segments]) -> Segments:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in cls.FIELDS))
+
+
+def candidates(scores: np.ndarray, segments: np.ndarray, config: DecodeConfig) -> Segments:
+    """Threshold and top-k over one window's points x classes.
+
+    scores (N, C); segments (N, 2) class-agnostic or (N, C, 2) class-aware, in steps.
+    """
+    num_classes = scores.shape[1]
+    flat = scores.reshape(-1)  # (N * C,)
+    keep = np.flatnonzero(flat > config.score_threshold)
+    if len(keep) > config.pre_nms_topk:
+        keep = keep[np.argpartition(-flat[keep], config.pre_nms_topk - 1)[: config.pre_nms_topk]]
+    point, label = np.divmod(keep, num_classes)
+    bounds = segments[point] if segments.ndim == 2 else segments[point, label]  # (K, 2)
+    long_enough = bounds[:, 1] - bounds[:, 0] >= config.min_duration
+    return Segments(
+        bounds[long_enough, 0].astype(np.float64),
+        bounds[long_enough, 1].astype(np.float64),
+        label[long_enough].astype(np.int64),
+        flat[keep][long_enough].astype(np.float64),
+    )
+
+
+def temporal_iou(start: float, end: float, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """tIoU of one segment against many, (K,)."""
+    intersection = np.clip(np.minimum(end, ends) - np.maximum(start, starts), 0.0, None)
+    union = (end - start) + (ends - starts) - intersection
+    return intersection / np.maximum(union, 1e-9)
+
+
+def soft_nms(segments: Segments, sigma: float, min_score: float, max_segments: int) -> Segments:
+    """Per-class Gaussian soft-NMS: each kept segment decays the scores of its class's others by
+    ``exp(-tIoU^2 / sigma)``; segments decayed below ``min_score`` are dropped. Returns at most
+    ``max_segments``, best first."""
+    kept: list[Segments] = []
+    for label in np.unique(segments.label):
+        group = segments.take(np.flatnonzero(segments.label == label))
+        start, end, score = group.start.copy(), group.end.copy(), group.score.copy()
+        picked_start, picked_end, picked_score = [], [], []
+        while len(score):
+            best = int(np.argmax(score))
+            picked_start.append(start[best])
+            picked_end.append(end[best])
+            picked_score.append(score[best])
+            iou = temporal_iou(start[best], end[best], start, end)
+            score = score * np.exp(-(iou**2) / sigma)
+            alive = (score >= min_score) & (np.arange(len(score)) != best)
+            start, end, score = start[alive], end[alive], score[alive]
+        kept.append(
+            Segments(
+                np.array(picked_start),
+                np.array(picked_end),
+                np.full(len(picked_score), label, dtype=np.int64),
+                np.array(picked_score),
+            )
+        )
+    merged = Segments.concat(kept)
+    order = np.argsort(-merged.score, kind="stable")[:max_segments]
+    return merged.take(order)
+
+
+def decode(scores: np.ndarray, segments: np.ndarray, config: DecodeConfig) -> Segments:
+    """One window's graph outputs -> final segments in steps (threshold, top-k, soft-NMS, cap)."""
+    return soft_nms(
+        candidates(scores, segments, config),
+        config.nms_sigma,
+        config.score_threshold,
+        config.max_segments,
+    )
+
+
+def steps_to_seconds(
+    segments: Segments, step_seconds: float, step_offset: float, duration: float | None = None
+) -> Segments:
+    """Map step coordinates (step i centred at ``step_offset + i * step_seconds``) to seconds,
+    clipped to ``[0, duration]`` when the duration is known."""
+    start = step_offset + segments.start * step_seconds
+    end = step_offset + segments.end * step_seconds
+    upper = np.inf if duration is None else duration
+    return Segments(
+        np.clip(start, 0.0, upper), np.clip(end, 0.0, upper), segments.label, segments.score
+    )
