@@ -1,0 +1,47 @@
+"""Inference backends for exported graphs: ONNX Runtime (CPU, CUDA, TensorRT EP), native TensorRT.
+
+    with open_backend("onnxruntime", Path("model/loco.onnx")) as backend:
+        outputs = backend.run({"visual": v, "audio": a, "mask": m})  # "scores", "segments"
+
+No torch here: torch is imported only by the native TensorRT backend, and only when cuda-python is
+missing and its CUDA tensors are the device memory left to use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Backend, BackendUnavailable, InputError, TensorSpec
+from .onnxruntime_backend import OnnxRuntimeBackend
+from .tensorrt_backend import TensorRTBackend
+
+BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
+    "InputError",
+    "TensorSpec",
+    "open_backend",
+]
+
+
+def open_backend(kind: str, graph_path: Path, threads: int = 2) -> Backend:
+    """Load ``graph_path`` on the backend ``kind`` (one of ``BACKENDS``).
+
+    ``threads`` is the CPU backend's intra-op thread count. For ``tensorrt`` the path may name the
+    ``.onnx`` graph (its sibling ``.engine`` is run) or the ``.engine`` itself. Raises
+    ``BackendUnavailable`` saying what to install when this machine cannot run ``kind``.
+    """
+    graph_path = Path(graph_path)
+    if kind == "onnxruntime":
+        return OnnxRuntimeBackend(graph_path, "cpu", threads)
+    if kind == "onnxruntime-cuda":
+        return OnnxRuntimeBackend(graph_path, "cuda")
+    if kind == "onnxruntime-tensorrt":
+        return OnnxRuntimeBackend(graph_path, "tensorrt")
+    if kind == "tensorrt":
+        return TensorRTBackend(graph_path.with_suffix(".engine"))
+    # The torch development backend joins here, and in BACKENDS, when it exists.
+    raise ValueError(f"unknown backend {kind!r}; valid backends: {', '.join(BACKENDS)}")

@@ -1,0 +1,34 @@
+"""Media sources of the streaming engine: camera, microphone, file, and a merge of two.
+
+Every source yields `VideoFrame` (RGB uint8) and `AudioBlock` (16 kHz mono float32) items stamped
+in seconds on one stream clock (t=0 at the first sample), with times taken from the source itself.
+"""
+
+from loco_stream.sources.base import (
+    TARGET_SAMPLE_RATE,
+    AudioBlock,
+    MediaSource,
+    SourceError,
+    SourceStats,
+    StreamClock,
+    VideoFrame,
+)
+from loco_stream.sources.camera import CameraSource
+from loco_stream.sources.file import FileSource
+from loco_stream.sources.merge import MergedSource
+from loco_stream.sources.microphone import MicrophoneSource, list_devices
+
+__all__ = [
+    "TARGET_SAMPLE_RATE",
+    "AudioBlock",
+    "CameraSource",
+    "FileSource",
+    "MediaSource",
+    "MergedSource",
+    "MicrophoneSource",
+    "SourceError",
+    "SourceStats",
+    "StreamClock",
+    "VideoFrame",
+    "list_devices",
+]

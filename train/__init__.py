@@ -1,0 +1,1 @@
+"""Training, evaluation and feature extraction for LoCo (needs the `train` extra: torch)."""

@@ -1,0 +1,83 @@
+"""Torch dataset of fixed-length windows: random crops for training, whole clips for evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from loco_stream.config import DataConfig, ModelConfig
+
+from .data import VideoRecord, load_features, seconds_to_steps
+
+MIN_CROPPED_STEPS = 0.5  # a cropped event keeps at least this much of itself inside the crop
+
+
+class WindowDataset(Dataset):
+    """Each item: one video's features in a window of ``model.window`` steps.
+
+    Training items are random crops of ``ratio * window`` steps (ratio drawn from
+    ``data.crop_ratio``) with their events clipped to the crop; evaluation items start at step 0.
+    Features are read lazily, so memory stays bounded for UnAV-100-sized folders.
+    """
+
+    def __init__(
+        self,
+        records: list[VideoRecord],
+        data: DataConfig,
+        model: ModelConfig,
+        feature_dir: str | None = None,
+        train: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.records = records
+        self.data = data
+        self.model = model
+        self.feature_dir = feature_dir or data.feature_dir
+        self.train = train
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        visual, audio = load_features(self.feature_dir, record.video_id, self.data, self.model)
+        segments = seconds_to_steps(record.segments, self.data)  # (K, 2) steps
+        labels = record.labels
+        window = self.model.window
+        begin = 0
+        if self.train:
+            low, high = self.data.crop_ratio
+            crop = min(len(visual), int(round(window * self.rng.uniform(low, high))))
+            begin = int(self.rng.integers(0, len(visual) - crop + 1))
+            visual, audio = visual[begin : begin + crop], audio[begin : begin + crop]
+            segments = np.clip(segments - begin, -0.5, crop - 0.5)
+            kept = segments[:, 1] - segments[:, 0] >= MIN_CROPPED_STEPS
+            segments, labels = segments[kept], labels[kept]
+        length = min(len(visual), window)
+        mask = np.zeros(window, dtype=np.float32)
+        mask[:length] = 1.0
+        return {
+            "video_id": record.video_id,
+            "visual": _pad(visual[:length], window),  # (T, Dv)
+            "audio": _pad(audio[:length], window),  # (T, Da)
+            "mask": torch.from_numpy(mask),  # (T,)
+            "segments": torch.from_numpy(segments.astype(np.float32)),  # (K, 2) steps
+            "labels": torch.from_numpy(labels.astype(np.int64)),  # (K,)
+            "offset": begin,
+        }
+
+
+def _pad(features: np.ndarray, length: int) -> torch.Tensor:
+    padded = np.zeros((length, features.shape[1]), dtype=np.float32)
+    padded[: len(features)] = features
+    return torch.from_numpy(padded)
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack fixed-size tensors; keep per-video event lists as lists."""
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("visual", "audio", "mask")}
+    for key in ("video_id", "segments", "labels", "offset"):
+        batch[key] = [item[key] for item in items]
+    return batch
