@@ -103,22 +103,27 @@ def _check_opset(model: onnx.ModelProto) -> list[Problem]:
     return [Problem("<model>", "opset", reason)]
 
 
+def _op_problem(node: onnx.NodeProto) -> str | None:
+    """Why TensorRT (or the project) will not take this op; None if it will."""
+    if node.domain not in ("", "ai.onnx"):
+        return (
+            f"op from custom domain '{node.domain}': TensorRT's ONNX parser takes standard "
+            "ONNX ops only (anything else needs a TensorRT plugin)"
+        )
+    if node.op_type in FORBIDDEN_OPS:
+        return FORBIDDEN_OPS[node.op_type]
+    if node.op_type not in SUPPORTED_OPS:
+        return "not supported by TensorRT 10's ONNX parser (onnx-tensorrt)"
+    return None
+
+
 def _check_ops(graph: onnx.GraphProto) -> list[Problem]:
     problems = []
     for node, where in _walk(graph):
-        inside = f" [inside {where.removesuffix(' > ')}]" if where else ""
-        if node.domain not in ("", "ai.onnx"):
-            reason = (
-                f"op from custom domain '{node.domain}': TensorRT's ONNX parser takes standard "
-                "ONNX ops only (anything else needs a TensorRT plugin)"
-            )
-        elif node.op_type in FORBIDDEN_OPS:
-            reason = FORBIDDEN_OPS[node.op_type]
-        elif node.op_type not in SUPPORTED_OPS:
-            reason = "not supported by TensorRT 10's ONNX parser (onnx-tensorrt)"
-        else:
-            continue
-        problems.append(Problem(_label(node), node.op_type, reason + inside))
+        reason = _op_problem(node)
+        if reason is not None:
+            inside = f" [inside {where.removesuffix(' > ')}]" if where else ""
+            problems.append(Problem(_label(node), node.op_type, reason + inside))
     return problems
 
 
@@ -147,7 +152,8 @@ def _check_static_shapes(graph: onnx.GraphProto) -> list[Problem]:
     problems = []
     initializers = {t.name for t in graph.initializer}
     values = {v.name: v for v in [*graph.value_info, *graph.input, *graph.output]}
-    dynamic: set[str] = set()
+    # Outputs of ops reported already are not reported again for their shapes.
+    dynamic = {name for node in graph.node if _op_problem(node) for name in node.output}
     for kind, declared in (("graph input", graph.input), ("graph output", graph.output)):
         for value in declared:
             dims = _dims(value)
@@ -249,7 +255,11 @@ def check_trt_readiness(model: str | Path | onnx.ModelProto) -> list[Problem]:
     problems = _check_opset(model)
     model = onnx.inliner.inline_local_functions(model)
     problems += _check_ops(model.graph)
-    inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except shape_inference.InferenceError as err:
+        problems.append(Problem("<model>", "shape inference", f"failed: {err}"))
+        inferred = model
     problems += _check_static_shapes(inferred.graph)
     problems += _check_topk(model.graph)
     problems += _check_layer_norms(model.graph)

@@ -20,7 +20,8 @@ def make_planted_dataset(
     """Write ``root/annotations.json`` and ``root/features/<vid>_{visual,audio}.npy``.
 
     Events are disjoint; inside an event of class c both modalities carry +2 on channel c (over
-    N(0, 0.3) noise), so a detector can find the class and both boundaries exactly. Returns the annotation path.
+    N(0, 0.3) noise), so a detector can find the class and both boundaries exactly. Returns the
+    annotation path.
     """
     rng = np.random.default_rng(seed)
     features = root / "features"

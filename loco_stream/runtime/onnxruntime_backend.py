@@ -49,10 +49,7 @@ _GPU_LIBRARIES = {
 
 @contextmanager
 def _onnxruntime_messages() -> Iterator[list[str]]:
-    """Collect what ONNX Runtime says while a session is created (why a provider did not load).
-
-    The messages are logged again afterwards, so nothing ONNX Runtime reports is lost.
-    """
+    """Collect what ONNX Runtime says while a session is created (why a provider did not load)."""
     messages: list[str] = []
     set_callback = getattr(ort, "set_default_logger_callback", None)  # onnxruntime >= 1.23
     with warnings.catch_warnings(record=True) as caught:
@@ -65,8 +62,6 @@ def _onnxruntime_messages() -> Iterator[list[str]]:
             if set_callback is not None:
                 set_callback(None)
     messages.extend(str(warning.message) for warning in caught)
-    for text in messages:
-        log.warning("onnxruntime: %s", text)
 
 
 def _provider_list(accelerator: str, cache_dir: Path) -> list:
@@ -131,6 +126,8 @@ class OnnxRuntimeBackend(Backend):
                 f"{_GPU_LIBRARIES[wanted]}. If those libraries come from pip packages (torch's "
                 f"nvidia-* wheels), call onnxruntime.preload_dlls() first"
             )
+        for text in messages:  # what ONNX Runtime said about a session that did come up
+            log.warning("onnxruntime: %s", text)
 
         self.name = "onnxruntime" if accelerator == "cpu" else f"onnxruntime-{accelerator}"
         version = f"onnxruntime {ort.__version__}"

@@ -19,8 +19,8 @@ from .engine_info import check_engine_runs_here, read_engine_info
 
 TENSORRT_MISSING = (
     "TensorRT Python package not found: install NVIDIA TensorRT 10 on a machine with an NVIDIA "
-    "GPU (pip install 'tensorrt-cu12>=10,<11' where NVIDIA's package index is reachable, or the "
-    "Python wheel from the TensorRT tarball)"
+    "GPU (pip install 'tensorrt-cu12>=10,<11', or tensorrt-cu13 for CUDA 13, where NVIDIA's "
+    "package index is reachable; or the Python wheel of the TensorRT tarball)"
 )
 
 

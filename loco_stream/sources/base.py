@@ -176,12 +176,12 @@ class Interleaver:
     """Merges streams that are each time-ordered into one time order (a k-way merge).
 
     An item is released once every still-open stream has a later item pending, or its stream's
-    buffer holds ``max_pending`` items, or it has waited ``max_hold`` seconds (live sources:
-    bounded latency rather than strict order). Streams are named by any hashable key.
+    buffer holds ``max_pending`` items (None: no bound), or it has waited ``max_hold`` seconds
+    (live sources: bounded latency rather than strict order). Streams are named by hashable keys.
     """
 
     def __init__(
-        self, keys: list[Hashable], max_pending: int, max_hold: float | None = None
+        self, keys: list[Hashable], max_pending: int | None, max_hold: float | None = None
     ) -> None:
         self._pending: dict[Hashable, deque[tuple[float, Item]]] = {k: deque() for k in keys}
         self._open = set(keys)
@@ -194,6 +194,9 @@ class Interleaver:
     def finish(self, key: Hashable) -> None:
         """No more items will come from this stream."""
         self._open.discard(key)
+
+    def pending(self, key: Hashable) -> int:
+        return len(self._pending[key])
 
     @property
     def done(self) -> bool:
@@ -210,6 +213,7 @@ class Interleaver:
             starving = any(not self._pending[k] for k in self._open)
             waited = time.monotonic() - queue[0][0]
             held_too_long = self._max_hold is not None and waited >= self._max_hold
-            if starving and len(queue) < self._max_pending and not held_too_long:
+            full = self._max_pending is not None and len(queue) >= self._max_pending
+            if starving and not full and not held_too_long:
                 return
             yield queue.popleft()[1]

@@ -1,9 +1,11 @@
 """Video from one source and audio from another, on one clock, as one stream.
 
-Each source runs in its own thread; both get the same `StreamClock`, so the first sample of
-either is t=0. Items come through one bounded queue and are put back in time order by a k-way
-merge that holds an item at most ``max_hold`` seconds waiting for the other side (bounded
-latency over strict order). A `SourceError` on either side closes both and is raised here.
+Each source runs in its own thread and fills a bounded queue; both get the same `StreamClock`,
+so the first sample of either is t=0. The consumer merges the two in time order: an item waits
+until the other side has a later one, or at most ``max_hold`` seconds (live sources: bounded
+latency rather than strict order; ``max_hold=None`` gives strict order, for files). A side that
+runs ahead is not read further (its thread blocks), so memory stays bounded. A `SourceError` on
+either side closes both and is raised here.
 """
 
 from __future__ import annotations
@@ -23,16 +25,16 @@ from loco_stream.sources.base import (
     VideoFrame,
 )
 
-QUEUE_ITEMS = 64
+QUEUE_ITEMS = 64  # per side, in its queue and again waiting in the merge
 MAX_HOLD_S = 0.25
-POLL_S = 0.05  # how often held items are reconsidered while the queue is quiet
+POLL_S = 0.05  # how often held items are reconsidered while nothing arrives
 JOIN_TIMEOUT_S = 2.0
 
 
 class _Done:
     """A side's last message: its source ended, or failed with ``error``."""
 
-    def __init__(self, error: BaseException | None = None) -> None:
+    def __init__(self, error: SourceError | None = None) -> None:
         self.error = error
 
 
@@ -43,14 +45,11 @@ class MergedSource(MediaSource):
         self,
         video: MediaSource | None,
         audio: MediaSource | None,
-        max_hold: float = MAX_HOLD_S,
+        max_hold: float | None = MAX_HOLD_S,
     ) -> None:
         # No MediaSource.__init__: the clock is made here and the stats are the sources' own.
-        self._sides: dict[type, MediaSource] = {}
-        if video is not None:
-            self._sides[VideoFrame] = video
-        if audio is not None:
-            self._sides[AudioBlock] = audio
+        sides = {VideoFrame: video, AudioBlock: audio}
+        self._sides: dict[type, MediaSource] = {k: s for k, s in sides.items() if s is not None}
         if not self._sides:
             raise ValueError("MergedSource needs a video source, an audio source, or both")
         self.clock = StreamClock()
@@ -60,7 +59,8 @@ class MergedSource(MediaSource):
         self.has_video = video is not None and video.has_video
         self.has_audio = audio is not None and audio.has_audio
         self.description = " + ".join(s.description for s in self._sides.values())
-        self._queue: queue.Queue = queue.Queue(QUEUE_ITEMS)
+        self._queues = {kind: queue.Queue(QUEUE_ITEMS) for kind in self._sides}
+        self._arrived = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -76,7 +76,7 @@ class MergedSource(MediaSource):
         )
 
     def __iter__(self) -> Iterator[Item]:
-        ordered = Interleaver(list(self._sides), QUEUE_ITEMS, self.max_hold)
+        ordered = Interleaver(list(self._sides), None, self.max_hold)
         for kind, source in self._sides.items():
             thread = threading.Thread(
                 target=self._pump, args=(kind, source), name=f"merge-{kind.__name__}", daemon=True
@@ -85,45 +85,52 @@ class MergedSource(MediaSource):
             self._threads.append(thread)
         try:
             while not ordered.done:
-                try:
-                    kind, item = self._queue.get(timeout=POLL_S)
-                except queue.Empty:
-                    pass
-                else:
-                    if isinstance(item, _Done):
-                        if item.error is not None:
+                self._arrived.clear()
+                received = False
+                for kind, waiting in self._queues.items():
+                    while ordered.pending(kind) < QUEUE_ITEMS:
+                        try:
+                            item = waiting.get_nowait()
+                        except queue.Empty:
+                            break
+                        received = True
+                        if not isinstance(item, _Done):
+                            ordered.push(kind, item)
+                        elif item.error is not None:
                             raise item.error
-                        ordered.finish(kind)
-                    else:
-                        ordered.push(kind, item)
+                        else:
+                            ordered.finish(kind)
                 yield from ordered.ready()
+                if not received:
+                    self._arrived.wait(POLL_S)
         finally:
             self.close()
 
     def _pump(self, kind: type, source: MediaSource) -> None:
-        """Thread body: move one source's items of ``kind`` into the shared queue."""
+        """Thread body: move one source's items of ``kind`` into its queue."""
         done = _Done()
         try:
             for item in source:
                 if self._stop.is_set():
                     break
                 if isinstance(item, kind):
-                    self._put((kind, item))
+                    self._put(kind, item)
         except SourceError as err:
             done = _Done(err)
         except Exception as err:  # any failure must reach the consumer, not die in this thread
             error = SourceError(f"{source.description} failed: {err!r}")
             error.__cause__ = err
             done = _Done(error)
-        self._put((kind, done))
+        self._put(kind, done)
 
-    def _put(self, message: tuple[type, object]) -> None:
+    def _put(self, kind: type, message: Item | _Done) -> None:
         while not self._stop.is_set():
             try:
-                self._queue.put(message, timeout=POLL_S)
-                return
+                self._queues[kind].put(message, timeout=POLL_S)
             except queue.Full:
                 continue
+            self._arrived.set()
+            return
 
     def close(self) -> None:
         self._stop.set()

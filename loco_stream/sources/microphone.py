@@ -4,10 +4,14 @@ The device is opened at its own default rate with up to two channels (plugin dev
 ALSA's ``pulse`` report 32 or more and would only upmix), never at 16 kHz: PortAudio is not asked
 to resample. Blocks are mixed to mono and resampled with a streaming soxr resampler.
 
-Timestamps: each block's ``inputBufferAdcTime`` (when its first sample was captured, on
-PortAudio's clock) is moved to ``time.monotonic()`` by the offset between the two clocks measured
-in the same callback, then stamped on the shared stream clock. Host APIs that report no ADC time
-(0) fall back to counting samples from the first callback's time minus the first block's length.
+Timestamps (`CaptureClock`): blocks are spaced by counting samples, anchored at the first block
+(and after lost samples) on its callback's time minus its length, the latest moment its first
+sample can have been captured, then steered slowly toward the block's ``inputBufferAdcTime``
+(PortAudio's clock, moved to ``time.monotonic()`` by the offset between the two clocks read in the
+same callback), which adds the device's input latency and follows its clock's drift. An ADC time
+that is 0 (not reported) or implausible is replaced by the callback-based time: ALSA's ``pulse``
+plugin, for one, claims up to 0.6 s of input latency at start that it does not have, so the ADC
+time is never trusted as an anchor.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from loco_stream.sources.base import AudioBlock, MediaSource, MonoResampler, Sou
 from loco_stream.sources.camera import list_cameras
 
 MAX_CHANNELS = 2
+# A block's first sample was captured in [callback - block - MAX_INPUT_LATENCY_S,
+# callback - block + CALLBACK_JITTER_S]: ADC times outside are not believed, and counted times
+# outside are re-anchored (samples were lost, or the device clock stepped).
+MAX_INPUT_LATENCY_S = 0.2
+CALLBACK_JITTER_S = 0.05
+SLEW = 0.02  # fraction of the counted time's error corrected per block (time constant ~50 blocks)
 QUEUE_SECONDS = 10.0  # raw audio kept for a consumer that falls behind; more is lost (overflows)
 
 
@@ -87,23 +97,22 @@ class MicrophoneSource(MediaSource):
 
     def _callback(self, indata: np.ndarray, frames: int, times: Any, status: Any) -> None:
         now = time.monotonic()
-        if status.input_overflow:
-            self.stats.overflows += 1
         adc = times.inputBufferAdcTime
         captured = adc + (now - times.currentTime) if adc else None
+        if status.input_overflow:
+            self.stats.overflows += 1
         try:
-            self._blocks.put_nowait((indata.copy(), captured, now))
+            self._blocks.put_nowait((indata.copy(), captured, now, bool(status.input_overflow)))
         except queue.Full:
             self.stats.overflows += 1
 
     def __iter__(self) -> Iterator[AudioBlock]:
         resampler = MonoResampler(self.native_rate)
-        first_callback: float | None = None  # fallback clock: monotonic time of the first sample
-        counted = 0  # samples received, for the fallback clock
+        capture_clock = CaptureClock(self.native_rate)
         self._stream.start()
         while not self._closed.is_set():
             try:
-                block, captured, called_at = self._blocks.get(timeout=self.stall_timeout)
+                block, captured, called_at, lost = self._blocks.get(timeout=self.stall_timeout)
             except queue.Empty:
                 if self._closed.is_set():
                     return
@@ -113,12 +122,8 @@ class MicrophoneSource(MediaSource):
                 ) from None
             if block is None:
                 return
-            if captured is None:
-                if first_callback is None:
-                    first_callback = called_at - len(block) / self.native_rate
-                captured = first_callback + counted / self.native_rate
-            counted += len(block)
-            out = resampler.push(block, self.clock.stamp(captured))
+            t = capture_clock.block_time(len(block), captured, called_at, lost)
+            out = resampler.push(block, self.clock.stamp(t))
             if out is not None:
                 self.stats.audio_seconds += out.duration
                 yield out
@@ -130,9 +135,35 @@ class MicrophoneSource(MediaSource):
         self._stream.abort()
         self._stream.close()
         try:
-            self._blocks.put_nowait((None, None, None))
+            self._blocks.put_nowait((None, None, None, False))
         except queue.Full:
             pass
+
+
+class CaptureClock:
+    """Capture time of each block's first sample: samples counted, steered to the device."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._next: float | None = None  # where the next block starts, by counting
+
+    def block_time(
+        self, frames: int, adc_time: float | None, called_at: float, lost: bool = False
+    ) -> float:
+        """Capture time of a block given its mapped ADC time (or None) and its callback's time."""
+        duration = frames / self.sample_rate
+        latest = called_at - duration  # all of the block was captured before its callback
+
+        def possible(t: float | None) -> bool:
+            return t is not None and -MAX_INPUT_LATENCY_S <= t - latest <= CALLBACK_JITTER_S
+
+        if lost or not possible(self._next):
+            t = latest
+        else:
+            target = adc_time if possible(adc_time) else latest
+            t = self._next + SLEW * (target - self._next)
+        self._next = t + duration
+        return t
 
 
 def _input_device_lines(sd: ModuleType) -> str:

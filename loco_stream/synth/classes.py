@@ -57,6 +57,19 @@ class EventClass:
     rhythm: str  # one of RHYTHMS
     rate: float = 0.0  # rhythm rate in Hz (beeps, tremolo, pips, double); 0 for steady
 
+    def __post_init__(self) -> None:
+        for value, allowed in (
+            (self.colour, tuple(COLOURS)),
+            (self.shape, SHAPES),
+            (self.motion, MOTIONS),
+            (self.timbre, TIMBRES),
+            (self.rhythm, RHYTHMS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"class {self.label_id}: {value!r} is not one of {allowed}")
+        if (self.rate > 0) != (self.rhythm != "steady"):
+            raise ValueError(f"class {self.label_id}: only a steady rhythm has no rate")
+
     @property
     def rgb(self) -> tuple[int, int, int]:
         return COLOURS[self.colour]

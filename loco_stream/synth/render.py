@@ -22,12 +22,21 @@ from loco_stream.synth.classes import CLASSES, FPS, FRAME_SIZE, SAMPLE_RATE
 from loco_stream.synth.scenario import Scenario, Sound, Sprite
 
 # Motion: nominal drift speed (px/s) and the periodic parts.
-DRIFT_SPEED = {"bounce": 40.0, "zigzag": 35.0, "pulse": 8.0, "spin": 10.0, "hop": 14.0, "orbit": 0.0}
+DRIFT_SPEED = {
+    "bounce": 40.0,
+    "zigzag": 35.0,
+    "pulse": 8.0,
+    "spin": 10.0,
+    "hop": 14.0,
+    "orbit": 0.0,
+}
 ORBIT_RADIUS, ORBIT_RATE = 14.0, 0.4  # px, revolutions/s
 SPIN_RATE = 0.6  # revolutions/s
 PULSE_DEPTH, PULSE_RATE = 0.3, 1.5  # relative radius change, Hz
 ZIGZAG_AMPLITUDE, ZIGZAG_RATE = 10.0, 1.2  # px, Hz
 HOP_HEIGHT, HOP_PERIOD = 28.0, 0.9  # px, s
+TEXTURE_SCALE = 0.04  # cycles/px: std of the Gaussian low-pass that makes the background texture
+GRAIN_SPAN = 112  # per-frame grain: a crop at a random offset below this from a noise bank
 ANGLE_STEPS = 24  # rotations rasterised per shape
 SUPERSAMPLE = 4  # anti-aliasing of masks
 
@@ -55,18 +64,19 @@ def render_frames(scenario: Scenario) -> Iterator[tuple[float, np.ndarray]]:
 
 def render_frame(scenario: Scenario, t: float) -> np.ndarray:
     """The frame at ``t`` seconds (FRAME_SIZE x FRAME_SIZE x 3, uint8 RGB)."""
+    key = scenario.key
     backdrop = scenario.backdrop
     shift = (round(backdrop.drift[1] * t), round(backdrop.drift[0] * t))
-    texture = np.roll(_texture(scenario.key), shift, axis=(0, 1))  # (H, W, 1)
+    texture = np.roll(_texture(key), shift, axis=(0, 1))  # (H, W, 1)
     light = 1.0 + backdrop.flicker * np.sin(2 * np.pi * backdrop.flicker_rate * t)
     colour = np.asarray(backdrop.colour, np.float32)
     frame = (colour + backdrop.texture * texture) * np.float32(light)  # (H, W, 3)
     for sprite in scenario.sprites:
         if sprite.start <= t < sprite.end:
-            x, y, radius, angle = sprite_pose(sprite, t)
-            _blend(frame, _mask(sprite.shape, radius, angle), x, y, sprite.colour)
-    grain = np.random.default_rng((*scenario.key, _GRAIN, round(t * FPS)))
-    frame += backdrop.grain * grain.standard_normal(frame.shape, dtype=np.float32)
+            x, y, radius, step = sprite_pose(sprite, t)
+            _blend(frame, _mask(sprite.shape, radius, step), x, y, sprite.colour)
+    dy, dx = np.random.default_rng((*key, _GRAIN, round(t * FPS))).integers(0, GRAIN_SPAN, 2)
+    frame += backdrop.grain * _grain(key)[dy : dy + FRAME_SIZE, dx : dx + FRAME_SIZE]
     return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -192,8 +202,18 @@ def _texture(key: tuple[int, ...]) -> np.ndarray:
     noise = np.fft.rfft2(rng.standard_normal((FRAME_SIZE, FRAME_SIZE)))
     fy = np.fft.fftfreq(FRAME_SIZE)[:, None]
     fx = np.fft.rfftfreq(FRAME_SIZE)[None, :]
-    smooth = np.fft.irfft2(noise * np.exp(-(fx**2 + fy**2) / (2 * 0.04**2)), (FRAME_SIZE,) * 2)
+    smooth = np.fft.irfft2(
+        noise * np.exp(-(fx**2 + fy**2) / (2 * TEXTURE_SCALE**2)), (FRAME_SIZE,) * 2
+    )
     return (smooth / smooth.std()).astype(np.float32)[..., None]
+
+
+@lru_cache(maxsize=8)
+def _grain(key: tuple[int, ...]) -> np.ndarray:
+    """A bank of unit-std sensor noise; each frame uses a crop of it (cheaper than fresh noise)."""
+    rng = np.random.default_rng((*key, _GRAIN))
+    size = FRAME_SIZE + GRAIN_SPAN
+    return rng.standard_normal((size, size, 3), dtype=np.float32)
 
 
 def render_audio(

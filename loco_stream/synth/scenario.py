@@ -181,9 +181,7 @@ class _Timeline:
 
     def fits(self, label_id: int, *new: tuple[float, float] | None) -> bool:
         taken = [(s, e) for s, e, k in self.visible + self.audible if k == label_id]
-        return all(
-            max(s - e2, s2 - e) >= MARGIN for s, e in filter(None, new) for s2, e2 in taken
-        )
+        return all(max(s - e2, s2 - e) >= MARGIN for s, e in filter(None, new) for s2, e2 in taken)
 
     def add(
         self, label_id: int, seen: tuple[float, float] | None, heard: tuple[float, float] | None
@@ -215,15 +213,16 @@ def _clip_duration(rng: np.random.Generator) -> float:
 
 
 def _event_count(rng: np.random.Generator) -> int:
-    bin_ = int(rng.choice(len(EVENT_COUNT_PROBS), p=EVENT_COUNT_PROBS))
+    probs = np.asarray(EVENT_COUNT_PROBS) / sum(
+        EVENT_COUNT_PROBS
+    )  # the published shares sum to 99.9%
+    bin_ = int(rng.choice(len(probs), p=probs))
     if bin_ < len(EVENT_COUNT_PROBS) - 1:
         return bin_ + 1
     return int(rng.integers(MORE_EVENTS[0], MORE_EVENTS[1] + 1))
 
 
-def _span(
-    rng: np.random.Generator, length: float, duration: float
-) -> tuple[float, float]:
+def _span(rng: np.random.Generator, length: float, duration: float) -> tuple[float, float]:
     """A random interval of ``length`` (at least MIN_EVENT) inside ``[0, duration]``."""
     length = min(max(length, MIN_EVENT + 10**-DECIMALS), duration)
     start = _ms(rng.uniform(0.0, duration - length))
@@ -290,7 +289,9 @@ def _place_distractors(
             for _ in range(PLACEMENT_TRIES):
                 span = _span(rng, length, duration)
                 if timeline.fits(label_id, span):
-                    timeline.add(label_id, *((span, None) if modality == "visual" else (None, span)))
+                    timeline.add(
+                        label_id, *((span, None) if modality == "visual" else (None, span))
+                    )
                     break
 
 

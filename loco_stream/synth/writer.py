@@ -3,7 +3,9 @@
 The video codec is chosen at run time: ``libx264`` when PyAV's bundled FFmpeg has that encoder
 (the PyPI wheels do), otherwise FFmpeg's own ``mpeg4``. Video is yuv420p at FPS frames per second
 with ``pts`` = frame index in a ``1/FPS`` time base (the mp4 track's timescale is FPS too); audio is
-SAMPLE_RATE Hz mono AAC. Encoders run single-threaded, so decoded output depends only on the seed.
+SAMPLE_RATE Hz mono AAC (the decoded track may run up to 1023 samples of encoder padding past the
+video's end). Decoded output depends only on the seed: encoders run single-threaded, and
+x264's macroblock-tree rate control is off (with B-frames it gave run-to-run differences here).
 
 Files appear atomically: each mp4 and ``annotations.json`` is written under a temporary name and
 renamed, and ``annotations.json`` is merged with an existing one (so splits can share a folder).
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
@@ -28,8 +29,9 @@ from loco_stream.synth.classes import CLASSES, FPS, FRAME_SIZE, SAMPLE_RATE
 from loco_stream.synth.render import render_audio, render_frames
 from loco_stream.synth.scenario import Interval, Scenario, sample_scenario
 
-VIDEO_OPTIONS = {"libx264": {"crf": "18", "preset": "veryfast"}, "mpeg4": {"qscale": "3"}}
-AUDIO_CODEC, AUDIO_BITRATE = "aac", 64_000
+X264_OPTIONS = {"crf": "23", "preset": "veryfast", "x264-params": "mbtree=0"}
+MPEG4_BIT_RATE = 600_000  # the fallback encoder has no constant-quality option through PyAV
+AUDIO_CODEC, AUDIO_BITRATE = "aac", 48_000
 AUDIO_FRAME = 1024  # samples per AAC frame
 ANNOTATIONS = "annotations.json"
 
@@ -62,7 +64,11 @@ def write_clip(scenario: Scenario, path: str | Path) -> None:
 
 def _encode(container: av.container.OutputContainer, scenario: Scenario) -> None:
     codec = video_codec()
-    video = container.add_stream(codec, rate=FPS, options=VIDEO_OPTIONS[codec])
+    video = container.add_stream(
+        codec, rate=FPS, options=X264_OPTIONS if codec == "libx264" else {}
+    )
+    if codec == "mpeg4":
+        video.bit_rate = MPEG4_BIT_RATE
     video.width = video.height = FRAME_SIZE
     video.pix_fmt = "yuv420p"
     video.time_base = Fraction(1, FPS)
@@ -131,16 +137,16 @@ def read_annotations(path: str | Path) -> dict:
 
 
 def write_annotations(path: str | Path, database: dict) -> None:
-    """Write ``{"database": ...}`` (sorted by video id) atomically."""
+    """Write ``{"database": ...}`` atomically, one video per line, sorted by video id."""
     path = Path(path)
-    text = json.dumps({"database": dict(sorted(database.items()))}, indent=1) + "\n"
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    lines = [f" {json.dumps(vid)}: {json.dumps(entry)}" for vid, entry in sorted(database.items())]
+    text = '{"database": {\n' + ",\n".join(lines) + "\n}}\n"
+    part = path.with_name(f".{path.name}.part")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
         raise
 
 
@@ -151,8 +157,11 @@ def generate_dataset(
     split: str = "train",
     workers: int = 1,
     progress: bool = False,
+    duration: float | None = None,
 ) -> list[str]:
     """Render clips ``0..num_videos-1`` of ``(seed, split)`` into ``out_dir``; return their ids.
+
+    ``duration`` fixes every clip's length (for quick smoke datasets) instead of UnAV-like lengths.
 
     Videos go to ``out_dir/videos/<id>.mp4``; ``out_dir/annotations.json`` gains their entries.
     Problems that can be seen up front (a bad count, an unwritable folder, an invalid existing
@@ -163,11 +172,14 @@ def generate_dataset(
     out_dir = Path(out_dir)
     database = read_annotations(out_dir / ANNOTATIONS)
     videos = out_dir / "videos"
-    videos.mkdir(parents=True, exist_ok=True)
+    try:
+        videos.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot create {videos}: {error.strerror or error}") from None
     for folder in (out_dir, videos):
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"cannot write into {folder}")
-    jobs = [(seed, index, split, str(videos)) for index in range(num_videos)]
+    jobs = [(seed, index, split, duration, str(videos)) for index in range(num_videos)]
     entries: dict[str, dict] = {}
     with tqdm(total=num_videos, unit="clip", disable=not progress) as bar:
         for video_id, entry in _run(jobs, workers):
@@ -178,7 +190,10 @@ def generate_dataset(
     return sorted(entries)
 
 
-def _run(jobs: list[tuple[int, int, str, str]], workers: int) -> Iterator[tuple[str, dict]]:
+Job = tuple[int, int, str, float | None, str]  # seed, index, split, duration, videos folder
+
+
+def _run(jobs: list[Job], workers: int) -> Iterator[tuple[str, dict]]:
     if workers == 1:
         yield from map(_render_job, jobs)
         return
@@ -186,8 +201,8 @@ def _run(jobs: list[tuple[int, int, str, str]], workers: int) -> Iterator[tuple[
         yield from pool.map(_render_job, jobs)
 
 
-def _render_job(job: tuple[int, int, str, str]) -> tuple[str, dict]:
-    seed, index, split, videos = job
-    scenario = sample_scenario(seed, index, split=split)
+def _render_job(job: Job) -> tuple[str, dict]:
+    seed, index, split, duration, videos = job
+    scenario = sample_scenario(seed, index, duration, split)
     write_clip(scenario, Path(videos) / f"{scenario.video_id}.mp4")
     return scenario.video_id, annotation_entry(scenario)

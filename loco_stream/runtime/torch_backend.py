@@ -1,0 +1,143 @@
+"""The torch window graph of a checkpoint as a ``Backend``: the development backend.
+
+    backend = TorchBackend.from_checkpoint(Path("runs/x/best.pt"))  # open_backend("torch", path)
+    outputs = backend.run({"visual": v, "audio": a, "mask": m})  # "scores", "segments"
+
+It runs ``WindowGraph`` in eval mode with the same inputs, outputs and metadata as the exported
+``loco.onnx`` (``export/to_onnx.py`` builds that metadata with ``window_metadata`` below), so the
+stream can run on a checkpoint before it is exported and the two can be compared output for output.
+This module imports torch: the runtime loads it only when the ``torch`` backend is asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config, ConfigError, ModelConfig
+from ..model import LoCo, WindowGraph, point_grid
+from ..model.encoder import MAX_POSITIONS
+from .base import Backend, BackendUnavailable, TensorSpec
+
+INPUT_NAMES = ("visual", "audio", "mask")
+OUTPUT_NAMES = ("scores", "segments")
+DEFAULT_HOP_STEPS = 4  # steps between two runs of the window graph: 1 s at 0.25 s a step
+
+
+def package_version() -> str:
+    """The installed loco-stream version (``0+unknown`` when run from an uninstalled tree)."""
+    try:
+        return importlib.metadata.version("loco-stream")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def check_window(config: ModelConfig, window: int, hop_steps: int = DEFAULT_HOP_STEPS) -> None:
+    """Raise ``ConfigError`` unless a graph of ``window`` steps, run every ``hop_steps``, fits."""
+    if window <= 0 or window % config.max_stride or window > MAX_POSITIONS:
+        raise ConfigError(
+            f"window {window} must be a positive multiple of the top level's stride "
+            f"{config.max_stride} (2**(num_levels-1)), at most {MAX_POSITIONS} steps"
+        )
+    if not 1 <= hop_steps <= window:
+        raise ConfigError(f"hop {hop_steps} must be between 1 and the window ({window} steps)")
+
+
+def window_graph(model: LoCo, window: int) -> WindowGraph:
+    """The served graph of ``model`` for windows of ``window`` steps (LoCo is length-agnostic:
+    only the point grid that turns offsets into segments depends on T)."""
+    check_window(model.config, window)
+    graph = WindowGraph(model).eval()
+    graph.positions, graph.strides = point_grid(window, model.config.num_levels)  # (N,), (N,)
+    return graph
+
+
+def window_metadata(
+    config: Config, class_names: list[str], window: int, hop_steps: int = DEFAULT_HOP_STEPS
+) -> dict[str, Any]:
+    """The ``loco_stream`` metadata of a window graph (stored in ``loco.onnx``'s metadata_props)."""
+    return {
+        "kind": "window",
+        "version": package_version(),
+        "classes": list(class_names),
+        "step_seconds": config.data.step_seconds,
+        "step_offset": config.data.step_offset,
+        "window": window,
+        "hop_steps": hop_steps,
+        "decode": dataclasses.asdict(config.decode),
+        "model": dataclasses.asdict(config.model),
+    }
+
+
+def window_specs(config: ModelConfig, window: int) -> dict[str, TensorSpec]:
+    """Inputs of the window graph: visual (1, T, Dv), audio (1, T, Da), mask (1, T), float32."""
+    f32 = np.dtype(np.float32)
+    return {
+        "visual": TensorSpec((1, window, config.visual_dim), f32),
+        "audio": TensorSpec((1, window, config.audio_dim), f32),
+        "mask": TensorSpec((1, window), f32),
+    }
+
+
+class TorchBackend(Backend):
+    """A LoCo network's ``WindowGraph`` in torch, on the CPU (``threads``) or a CUDA device.
+
+    ``window`` defaults to the model's ``config.model.window``. ``threads`` sets torch's
+    process-wide intra-op thread count. ``from_checkpoint`` opens a trained checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: LoCo,
+        config: Config,
+        class_names: list[str],
+        device: str = "cpu",
+        threads: int = 2,
+        window: int | None = None,
+        hop_steps: int = DEFAULT_HOP_STEPS,
+    ) -> None:
+        window = config.model.window if window is None else window
+        check_window(config.model, window, hop_steps)
+        self._device = torch.device(device)
+        self.graph: WindowGraph | None = window_graph(model, window).to(self._device)
+        if self._device.type == "cpu":
+            torch.set_num_threads(threads)
+            plural = "s" if threads != 1 else ""
+            self.device = f"CPU (torch {torch.__version__}, {threads} thread{plural})"
+        else:
+            gpu = torch.cuda.get_device_name(self._device)
+            self.device = f"CUDA: {gpu} (torch {torch.__version__})"
+        self.name = "torch"
+        self.input_specs = window_specs(config.model, window)
+        self.output_names = list(OUTPUT_NAMES)
+        self.metadata = window_metadata(config, class_names, window, hop_steps)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, **options: Any) -> TorchBackend:
+        """Open a checkpoint written by ``train/`` (EMA weights); ``options`` as ``__init__``."""
+        try:
+            from train.checkpoint import load_model
+        except ImportError as err:
+            raise BackendUnavailable(
+                "the torch backend loads checkpoints with train/checkpoint.py, which is not part "
+                "of the installed package: run from the repository root (or put it on "
+                f"PYTHONPATH) with the training extra installed (pip install -e '.[train]') [{err}]"
+            ) from err
+        model, config, class_names = load_model(path)
+        return cls(model, config, class_names, **options)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.graph is None:
+            raise RuntimeError("torch backend is closed")
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(inputs[name]).to(self._device) for name in INPUT_NAMES]
+            outputs = self.graph(*tensors)  # (1, N, C), (1, N, 2) or (1, N, C, 2)
+        return {name: out.cpu().numpy() for name, out in zip(OUTPUT_NAMES, outputs, strict=True)}
+
+    def close(self) -> None:
+        self.graph = None
