@@ -4,7 +4,8 @@
         outputs = backend.run({"visual": v, "audio": a, "mask": m})  # "scores", "segments"
 
 No torch here: torch is imported only by the native TensorRT backend, and only when cuda-python is
-missing and its CUDA tensors are the device memory left to use.
+missing and its CUDA tensors are the device memory left to use, and by the ``torch`` development
+backend (a checkpoint's torch window graph), only when it is asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .base import Backend, BackendUnavailable, InputError, TensorSpec
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .tensorrt_backend import TensorRTBackend
 
-BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch")
 
 __all__ = [
     "BACKENDS",
@@ -31,7 +32,8 @@ def open_backend(kind: str, graph_path: Path, threads: int = 2) -> Backend:
     """Load ``graph_path`` on the backend ``kind`` (one of ``BACKENDS``).
 
     ``threads`` is the CPU backend's intra-op thread count. For ``tensorrt`` the path may name the
-    ``.onnx`` graph (its sibling ``.engine`` is run) or the ``.engine`` itself. Raises
+    ``.onnx`` graph (its sibling ``.engine`` is run) or the ``.engine`` itself; for ``torch`` it
+    names a checkpoint written by ``train/`` (the window graph runs in torch on the CPU). Raises
     ``BackendUnavailable`` saying what to install when this machine cannot run ``kind``.
     """
     graph_path = Path(graph_path)
@@ -43,5 +45,12 @@ def open_backend(kind: str, graph_path: Path, threads: int = 2) -> Backend:
         return OnnxRuntimeBackend(graph_path, "tensorrt")
     if kind == "tensorrt":
         return TensorRTBackend(graph_path.with_suffix(".engine"))
-    # The torch development backend joins here, and in BACKENDS, when it exists.
+    if kind == "torch":
+        try:
+            from .torch_backend import TorchBackend
+        except ImportError as err:
+            raise BackendUnavailable(
+                f"the torch backend needs torch: pip install -e '.[train]' [{err}]"
+            ) from err
+        return TorchBackend.from_checkpoint(graph_path, threads=threads)
     raise ValueError(f"unknown backend {kind!r}; valid backends: {', '.join(BACKENDS)}")

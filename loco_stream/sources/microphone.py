@@ -4,14 +4,12 @@ The device is opened at its own default rate with up to two channels (plugin dev
 ALSA's ``pulse`` report 32 or more and would only upmix), never at 16 kHz: PortAudio is not asked
 to resample. Blocks are mixed to mono and resampled with a streaming soxr resampler.
 
-Timestamps (`CaptureClock`): blocks are spaced by counting samples, anchored at the first block
-(and after lost samples) on its callback's time minus its length, the latest moment its first
-sample can have been captured, then steered slowly toward the block's ``inputBufferAdcTime``
-(PortAudio's clock, moved to ``time.monotonic()`` by the offset between the two clocks read in the
-same callback), which adds the device's input latency and follows its clock's drift. An ADC time
-that is 0 (not reported) or implausible is replaced by the callback-based time: ALSA's ``pulse``
-plugin, for one, claims up to 0.6 s of input latency at start that it does not have, so the ADC
-time is never trusted as an anchor.
+Timestamps (`CaptureClock`): samples are counted, and the capture time of the first one is
+estimated from the callbacks' ``time.monotonic()``: a block is fully captured when its callback
+runs, so each callback bounds the start from above, and scheduling delays only loosen the bound.
+PortAudio's ``inputBufferAdcTime`` is not used: ALSA's ``pulse`` plugin (the default input of most
+Linux desktops) reports ADC times up to 0.6 s early for the first second of a stream, and a
+microphone timed that way would hear sounds before they were made.
 """
 
 from __future__ import annotations
@@ -29,12 +27,7 @@ from loco_stream.sources.base import AudioBlock, MediaSource, MonoResampler, Sou
 from loco_stream.sources.camera import list_cameras
 
 MAX_CHANNELS = 2
-# A block's first sample was captured in [callback - block - MAX_INPUT_LATENCY_S,
-# callback - block + CALLBACK_JITTER_S]: ADC times outside are not believed, and counted times
-# outside are re-anchored (samples were lost, or the device clock stepped).
-MAX_INPUT_LATENCY_S = 0.2
-CALLBACK_JITTER_S = 0.05
-SLEW = 0.02  # fraction of the counted time's error corrected per block (time constant ~50 blocks)
+RISE = 0.001  # s per s of audio the start estimate may rise (a device clock slower than ours)
 QUEUE_SECONDS = 10.0  # raw audio kept for a consumer that falls behind; more is lost (overflows)
 
 
@@ -80,6 +73,7 @@ class MicrophoneSource(MediaSource):
         blocksize = max(1, round(self.native_rate * block_seconds))
         self._blocks: queue.Queue = queue.Queue(max(1, round(QUEUE_SECONDS / block_seconds)))
         self._closed = threading.Event()
+        self._lost = False  # samples were lost before the next block
         try:
             self._stream = sd.InputStream(
                 device=info["index"],
@@ -96,15 +90,16 @@ class MicrophoneSource(MediaSource):
             ) from err
 
     def _callback(self, indata: np.ndarray, frames: int, times: Any, status: Any) -> None:
-        now = time.monotonic()
-        adc = times.inputBufferAdcTime
-        captured = adc + (now - times.currentTime) if adc else None
+        called_at = time.monotonic()
         if status.input_overflow:
             self.stats.overflows += 1
+            self._lost = True
         try:
-            self._blocks.put_nowait((indata.copy(), captured, now, bool(status.input_overflow)))
+            self._blocks.put_nowait((indata.copy(), called_at, self._lost))
+            self._lost = False
         except queue.Full:
             self.stats.overflows += 1
+            self._lost = True
 
     def __iter__(self) -> Iterator[AudioBlock]:
         resampler = MonoResampler(self.native_rate)
@@ -112,7 +107,7 @@ class MicrophoneSource(MediaSource):
         self._stream.start()
         while not self._closed.is_set():
             try:
-                block, captured, called_at, lost = self._blocks.get(timeout=self.stall_timeout)
+                block, called_at, lost = self._blocks.get(timeout=self.stall_timeout)
             except queue.Empty:
                 if self._closed.is_set():
                     return
@@ -122,7 +117,7 @@ class MicrophoneSource(MediaSource):
                 ) from None
             if block is None:
                 return
-            t = capture_clock.block_time(len(block), captured, called_at, lost)
+            t = capture_clock.block_time(len(block), called_at, lost)
             out = resampler.push(block, self.clock.stamp(t))
             if out is not None:
                 self.stats.audio_seconds += out.duration
@@ -135,35 +130,34 @@ class MicrophoneSource(MediaSource):
         self._stream.abort()
         self._stream.close()
         try:
-            self._blocks.put_nowait((None, None, None, False))
+            self._blocks.put_nowait((None, None, False))
         except queue.Full:
             pass
 
 
 class CaptureClock:
-    """Capture time of each block's first sample: samples counted, steered to the device."""
+    """Monotonic capture time of each block's first sample, from counted samples and callbacks.
+
+    The stream's start is the lowest ``callback time - samples up to the block's end / rate`` seen
+    so far (every callback bounds it from above), allowed to rise by `RISE` per second of audio.
+    The estimate settles within the first few callbacks; after lost samples it starts over.
+    """
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate
-        self._next: float | None = None  # where the next block starts, by counting
+        self._start: float | None = None
+        self._counted = 0  # samples up to the end of the last block
 
-    def block_time(
-        self, frames: int, adc_time: float | None, called_at: float, lost: bool = False
-    ) -> float:
-        """Capture time of a block given its mapped ADC time (or None) and its callback's time."""
-        duration = frames / self.sample_rate
-        latest = called_at - duration  # all of the block was captured before its callback
-
-        def possible(t: float | None) -> bool:
-            return t is not None and -MAX_INPUT_LATENCY_S <= t - latest <= CALLBACK_JITTER_S
-
-        if lost or not possible(self._next):
-            t = latest
+    def block_time(self, frames: int, called_at: float, lost: bool = False) -> float:
+        if lost:
+            self._start, self._counted = None, 0
+        self._counted += frames
+        bound = called_at - self._counted / self.sample_rate
+        if self._start is None:
+            self._start = bound
         else:
-            target = adc_time if possible(adc_time) else latest
-            t = self._next + SLEW * (target - self._next)
-        self._next = t + duration
-        return t
+            self._start = min(self._start + RISE * frames / self.sample_rate, bound)
+        return self._start + (self._counted - frames) / self.sample_rate
 
 
 def _input_device_lines(sd: ModuleType) -> str:

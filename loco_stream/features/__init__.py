@@ -1,0 +1,1 @@
+"""Per-step feature extraction: step assembly (shared by training and serving) and extractors."""

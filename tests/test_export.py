@@ -1,0 +1,258 @@
+"""export/to_onnx.py and the torch backend: the exported window graph computes what torch does.
+
+A tiny LoCo checkpoint (random weights, perturbed so that no two norms are alike, saved with the
+state layout of train/loop.py) goes through the CLI once; the tests read what it wrote. Every
+variant and the paper-size network are exported in the slow tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from loco_stream.config import Config, ConfigError, DataConfig, ModelConfig, load_config
+from loco_stream.model import LoCo
+from loco_stream.runtime import open_backend
+from loco_stream.runtime.torch_backend import TorchBackend, window_graph, window_metadata
+from train.checkpoint import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `export` is a folder of scripts at the repository root
+    sys.path.insert(0, str(ROOT))
+to_onnx = importlib.import_module("export.to_onnx")
+common = importlib.import_module("export.common")
+readiness = importlib.import_module("export.trt_readiness")
+
+TINY = ModelConfig(
+    visual_dim=24,
+    audio_dim=16,
+    num_classes=5,
+    window=32,
+    embed_dim=16,
+    head_dim=16,
+    num_heads=2,
+    num_encoder_blocks=1,
+    encoder_radius=3,
+    num_levels=3,
+    regression_ranges=[[0, 4], [4, 8], [8, 10000]],
+    cdp_radius=3,
+    lcc_dim=8,
+    num_head_layers=2,
+    class_aware_regression=True,
+    drop_path=0.0,
+)
+CLASSES = ["dog", "guitar", "car", "bell", "rain"]
+HOP = 2
+FORBIDDEN = {"If", "Loop", "Scan", "NonZero"}
+
+
+def perturbed(config: ModelConfig, seed: int = 0) -> LoCo:
+    """A LoCo whose weights all differ, as after training (the init has equal norms, zero heads)."""
+    torch.manual_seed(seed)
+    model = LoCo(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model.eval()
+
+
+def write_checkpoint(path: Path, model: LoCo, config: Config) -> Path:
+    """A checkpoint with the state layout of train/loop.py."""
+    state = {
+        "model": model.state_dict(),
+        "ema": model.state_dict(),
+        "optimizer": torch.optim.AdamW(model.parameters()).state_dict(),
+        "epoch": 1,
+        "best_score": 0.0,
+        "normalizer": 20.0,
+        "config": config.to_dict(),
+        "class_names": CLASSES,
+    }
+    save_checkpoint(path, state)
+    return path
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = to_onnx.main(list(args))
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny checkpoint exported by the CLI, with --fp16 and --hop 2."""
+    root = tmp_path_factory.mktemp("export")
+    config = Config(model=TINY, data=DataConfig(step_seconds=0.25, step_offset=0.125))
+    model = perturbed(TINY)
+    checkpoint = write_checkpoint(root / "tiny.pt", model, config)
+    out = root / "model"
+    status, stdout, stderr = run_cli(
+        "--checkpoint", str(checkpoint), "--out", str(out), "--fp16", "--hop", str(HOP)
+    )
+    assert status == 0, stdout + stderr
+    return {
+        "checkpoint": checkpoint,
+        "out": out,
+        "stdout": stdout,
+        "model": model,
+        "config": config,
+    }
+
+
+def test_cli_reports_each_stage_and_the_errors(tiny):
+    stdout = tiny["stdout"]
+    for stage in range(1, 6):
+        assert f"[{stage}/5]" in stdout
+    assert stdout.count("scores    max abs error") == 2  # fp32 (checked) and fp16 (reported)
+    assert stdout.count("segments  max abs error") == 2
+    assert (tiny["out"] / "loco.onnx").is_file() and (tiny["out"] / "loco_fp16.onnx").is_file()
+
+
+def test_metadata_round_trips(tiny):
+    expected = window_metadata(tiny["config"], CLASSES, TINY.window, HOP)
+    assert expected["kind"] == "window" and expected["hop_steps"] == HOP
+    assert expected["classes"] == CLASSES and expected["step_seconds"] == 0.25
+    for name in ("loco.onnx", "loco_fp16.onnx"):
+        assert common.read_metadata(tiny["out"] / name) == expected
+    restored = ModelConfig(**common.read_metadata(tiny["out"] / "loco.onnx")["model"])
+    assert restored == TINY
+
+
+def test_graph_meets_the_export_constraints(tiny):
+    path = tiny["out"] / "loco.onnx"
+    model = onnx.load(str(path))
+    assert [(o.domain, o.version) for o in model.opset_import if o.domain == ""] == [("", 18)]
+    assert readiness.check_trt_readiness(model) == []
+    nodes = onnx.inliner.inline_local_functions(model).graph.node
+    ops = {node.op_type for node in nodes}
+    assert not ops & FORBIDDEN
+    graph = window_graph(tiny["model"], TINY.window)
+    inputs = to_onnx.window_inputs(TINY, TINY.window, count=1)[0]
+    layer_norms = to_onnx.count_layer_norms(graph, inputs)
+    assert sum(node.op_type == "LayerNormalization" for node in nodes) == layer_norms > 0
+    assert not ops & {"ReduceMean", "Sqrt"}  # no LayerNorm decomposed
+    shapes = {
+        value.name: [
+            d.dim_value if d.HasField("dim_value") else None
+            for d in value.type.tensor_type.shape.dim
+        ]
+        for value in [*model.graph.input, *model.graph.output]
+    }
+    points = 32 + 16 + 8
+    assert shapes == {
+        "visual": [1, 32, 24],
+        "audio": [1, 32, 16],
+        "mask": [1, 32],
+        "scores": [1, points, 5],
+        "segments": [1, points, 5, 2],
+    }
+
+
+def test_onnx_runtime_matches_torch_on_fresh_padded_windows(tiny):
+    graph = window_graph(tiny["model"], TINY.window)
+    windows = to_onnx.window_inputs(TINY, TINY.window, count=4, seed=123)
+    assert [int(w["mask"].sum()) for w in windows] == [32, 23, 14, 5]
+    errors = to_onnx.verify_against_torch(graph, tiny["out"] / "loco.onnx", windows)
+    assert set(errors) == {"scores", "segments"}
+    assert all(error.max_abs <= to_onnx.TOLERANCE for error in errors.values()), errors
+    half = to_onnx.verify_against_torch(graph, tiny["out"] / "loco_fp16.onnx", windows)
+    assert half["scores"].max_abs < 1e-2  # fp16: reported, loosely bounded here
+
+
+def test_torch_and_onnxruntime_backends_agree(tiny):
+    with (
+        open_backend("torch", tiny["checkpoint"]) as torch_backend,
+        open_backend("onnxruntime", tiny["out"] / "loco.onnx") as onnx_backend,
+    ):
+        assert isinstance(torch_backend, TorchBackend) and torch_backend.name == "torch"
+        assert torch_backend.input_specs == onnx_backend.input_specs
+        assert torch_backend.output_names == onnx_backend.output_names == ["scores", "segments"]
+        assert torch_backend.metadata == {**onnx_backend.metadata, "hop_steps": 4}  # default hop
+        for window in to_onnx.window_inputs(TINY, TINY.window, count=3, seed=7):
+            expected, got = torch_backend.run(window), onnx_backend.run(window)
+            for name in ("scores", "segments"):
+                assert got[name].dtype == expected[name].dtype == np.float32
+                np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-4)
+
+
+def test_config_file_replaces_decode_and_data_only(tmp_path):
+    config = Config(model=TINY)
+    other = tmp_path / "decode.yaml"
+    other.write_text("decode: {score_threshold: 0.2}\ndata: {step_seconds: 0.5}\n")
+    updated = to_onnx.apply_config_file(config, other)
+    assert updated.decode.score_threshold == 0.2 and updated.data.step_seconds == 0.5
+    assert updated.model == TINY
+    mismatched = tmp_path / "model.yaml"
+    mismatched.write_text("model: {embed_dim: 64}\n")
+    with pytest.raises(ConfigError, match="model.embed_dim differ from the checkpoint's"):
+        to_onnx.apply_config_file(config, mismatched)
+
+
+def test_bad_checkpoint_path_exits_2_without_a_traceback(tmp_path):
+    missing = tmp_path / "missing.pt"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "export" / "to_onnx.py"), "--checkpoint", str(missing)]
+        + ["--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert f"error: checkpoint {missing} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_refusals_exit_2_with_the_reason(tiny, tmp_path, monkeypatch):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    status, _, stderr = run_cli("--checkpoint", str(corrupt), "--out", str(tmp_path))
+    assert status == 2 and "cannot be read safely" in stderr
+    status, _, stderr = run_cli(
+        "--checkpoint", str(tiny["checkpoint"]), "--out", str(tmp_path), "--window", "30"
+    )
+    assert status == 2 and "must be a positive multiple of the top level's stride 4" in stderr
+    monkeypatch.setattr(to_onnx, "DEFAULT_CHECKPOINT", tmp_path / "assets" / "loco.pt")
+    status, _, stderr = run_cli("--out", str(tmp_path))
+    assert status == 2 and "no default model is shipped yet" in stderr
+    assert "pass --checkpoint" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["no_lcc", "no_cdp", "baseline", "audio_only", "visual_only"])
+def test_every_variant_exports_and_matches_torch(variant, tmp_path):
+    config = Config(model=dataclasses.replace(TINY, variant=variant, class_aware_regression=False))
+    model = perturbed(config.model)
+    window = 2 * TINY.window  # another T than the model's: the network is length-agnostic
+    path = to_onnx.export_window_graph(model, config, CLASSES, tmp_path, window, HOP)
+    graph = window_graph(model, window)
+    windows = to_onnx.window_inputs(config.model, window, count=3)
+    assert to_onnx.check_graph(path, to_onnx.count_layer_norms(graph, windows[0])) == []
+    errors = to_onnx.verify_against_torch(graph, path, windows)
+    assert all(error.max_abs <= to_onnx.TOLERANCE for error in errors.values()), errors
+    assert common.read_metadata(path)["window"] == window
+
+
+@pytest.mark.slow
+def test_paper_size_exports_and_matches_torch(tmp_path):
+    config = load_config(ROOT / "configs" / "unav100_loco.yaml")
+    torch.manual_seed(0)
+    model = LoCo(config.model).eval()
+    names = [f"class{i}" for i in range(config.model.num_classes)]
+    path = to_onnx.export_window_graph(model, config, names, tmp_path, config.model.window)
+    graph = window_graph(model, config.model.window)
+    windows = to_onnx.window_inputs(config.model, config.model.window, count=2)
+    assert to_onnx.check_graph(path, to_onnx.count_layer_norms(graph, windows[0])) == []
+    errors = to_onnx.verify_against_torch(graph, path, windows)
+    assert all(error.within(to_onnx.TOLERANCE) for error in errors.values()), errors
+    assert errors["scores"].max_abs <= to_onnx.TOLERANCE

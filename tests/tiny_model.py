@@ -1,0 +1,54 @@
+"""A tiny, randomly initialised model directory (three ONNX graphs) for tests that need one fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from export.extractors import export_extractors
+from export.to_onnx import export_window_graph
+from loco_stream.config import Config, DataConfig, ModelConfig
+from loco_stream.features.networks import AudioEncoder, VisualEncoder
+from loco_stream.features.steps import StepSpec
+from loco_stream.model import LoCo
+
+TINY_SPEC = StepSpec(step_seconds=0.25, sample_rate=16000, frames_per_step=4, frame_size=32)
+
+
+def tiny_config(num_classes: int = 3, window: int = 32) -> Config:
+    model = ModelConfig(
+        visual_dim=8,
+        audio_dim=8,
+        num_classes=num_classes,
+        window=window,
+        embed_dim=16,
+        head_dim=16,
+        num_heads=2,
+        num_encoder_blocks=1,
+        encoder_radius=3,
+        num_levels=3,
+        regression_ranges=[[0, 4], [4, 8], [8, 1000]],
+        cdp_radius=3,
+        lcc_dim=8,
+        drop_path=0.0,
+    )
+    return Config(model=model, data=DataConfig(step_seconds=0.25, step_offset=0.125))
+
+
+def make_tiny_model_dir(out_dir: Path, seed: int = 0, hop: int = 4) -> Path:
+    """Export a random tiny LoCo and tiny extractors into ``out_dir``; returns ``out_dir``."""
+    torch.manual_seed(seed)
+    config = tiny_config()
+    model = LoCo(config.model).eval()
+    names = [f"class {i}" for i in range(config.model.num_classes)]
+    export_window_graph(model, config, names, out_dir, config.model.window, hop)
+    export_extractors(
+        AudioEncoder(TINY_SPEC.sample_rate, 8, width=4),
+        VisualEncoder(TINY_SPEC.frames_per_step, 8, width=4),
+        TINY_SPEC,
+        out_dir,
+        audio_dim=8,
+        visual_dim=8,
+    )
+    return out_dir
