@@ -44,91 +44,127 @@ class WindowInfo:
     decode: DecodeConfig
 
 
-class ModelDir:
-    """Opens the three graphs of a model directory on one backend and checks they fit together."""
+def _open_graph(path: Path, backend: str, threads: int, kind: str) -> Backend:
+    """Open one graph of a model directory and check its metadata says it is a ``kind`` graph."""
+    if not path.is_file():
+        raise ModelDirError(
+            f"{path} is missing; export the model directory with `python export/to_onnx.py`"
+        )
+    try:
+        graph = open_backend(backend, path, threads)
+    except OSError as error:
+        raise ModelDirError(f"{path} cannot be loaded: {error}") from None
+    except ValueError as error:
+        if "unknown backend" in str(error):
+            raise
+        raise ModelDirError(f"{path} cannot be loaded: {error}") from None
+    if graph.metadata.get("kind") != kind:
+        graph.close()
+        raise ModelDirError(
+            f"{path} is not a loco-stream {kind} graph (its metadata kind is "
+            f"{graph.metadata.get('kind')!r}); re-export the model directory"
+        )
+    return graph
+
+
+def _resolve(path: str | Path | None) -> Path:
+    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if not folder.is_dir():
+        hint = (
+            "the package was installed without its default model; reinstall it or pass --model"
+            if path is None
+            else "pass a directory written by export/to_onnx.py"
+        )
+        raise ModelDirError(f"model directory {folder} does not exist ({hint})")
+    return folder
+
+
+class StepExtractors:
+    """The two per-step extractor graphs of a model directory and the step they cut."""
 
     def __init__(
         self, path: str | Path | None = None, backend: str = "onnxruntime", threads: int = 2
     ):
-        self.path = Path(path) if path is not None else DEFAULT_MODEL_DIR
-        if not self.path.is_dir():
-            hint = (
-                "the package was installed without its default model; reinstall it or pass --model"
-                if path is None
-                else "pass a directory written by export/to_onnx.py"
-            )
-            raise ModelDirError(f"model directory {self.path} does not exist ({hint})")
-        missing = [
-            g for g in (WINDOW_GRAPH, AUDIO_GRAPH, VISUAL_GRAPH) if not (self.path / g).is_file()
-        ]
-        if missing:
+        self.path = _resolve(path)
+        self.audio_graph = _open_graph(self.path / AUDIO_GRAPH, backend, threads, "audio_extractor")
+        self.visual_graph = _open_graph(
+            self.path / VISUAL_GRAPH, backend, threads, "visual_extractor"
+        )
+        audio_meta, visual_meta = self.audio_graph.metadata, self.visual_graph.metadata
+        if float(audio_meta["step_seconds"]) != float(visual_meta["step_seconds"]):
             raise ModelDirError(
-                f"model directory {self.path} lacks {', '.join(missing)}; export all three graphs "
-                "with `python export/to_onnx.py --out DIR`"
+                f"mismatched extractors in {self.path}: steps of {audio_meta['step_seconds']} s "
+                f"(audio) and {visual_meta['step_seconds']} s (visual)"
             )
-        self.window_graph = self._open(WINDOW_GRAPH, backend, threads)
-        self.audio_graph = self._open(AUDIO_GRAPH, backend, threads)
-        self.visual_graph = self._open(VISUAL_GRAPH, backend, threads)
-        self.info, self.spec = self._check()
-
-    def _open(self, name: str, backend: str, threads: int) -> Backend:
-        try:
-            return open_backend(backend, self.path / name, threads)
-        except (OSError, ValueError) as error:
-            if isinstance(error, ValueError) and "unknown backend" in str(error):
-                raise
-            raise ModelDirError(f"{self.path / name} cannot be loaded: {error}") from None
-
-    def _check(self) -> tuple[WindowInfo, StepSpec]:
-        window_meta = self.window_graph.metadata
-        audio_meta = self.audio_graph.metadata
-        visual_meta = self.visual_graph.metadata
-        for name, meta, kind in (
-            (WINDOW_GRAPH, window_meta, "window"),
-            (AUDIO_GRAPH, audio_meta, "audio_extractor"),
-            (VISUAL_GRAPH, visual_meta, "visual_extractor"),
-        ):
-            if meta.get("kind") != kind:
-                raise ModelDirError(
-                    f"{self.path / name} is not a loco-stream {kind} graph (its metadata kind is "
-                    f"{meta.get('kind')!r}); re-export the model directory"
-                )
-        visual_shape = self.window_graph.input_specs["visual"].shape  # (1, T, Dv)
-        audio_shape = self.window_graph.input_specs["audio"].shape  # (1, T, Da)
-        audio_out = int(audio_meta["feature_dim"])
-        visual_out = int(visual_meta["feature_dim"])
-        if (visual_out, audio_out) != (visual_shape[2], audio_shape[2]):
-            raise ModelDirError(
-                f"mismatched graphs in {self.path}: the extractors give visual {visual_out} / "
-                f"audio {audio_out} features but loco.onnx expects {visual_shape[2]} / "
-                f"{audio_shape[2]}; export the extractors and the window graph from one model"
-            )
-        steps = {float(m["step_seconds"]) for m in (window_meta, audio_meta, visual_meta)}
-        if len(steps) != 1:
-            raise ModelDirError(f"mismatched step lengths {sorted(steps)} s in {self.path}")
-        spec = StepSpec(
-            step_seconds=steps.pop(),
+        self.spec = StepSpec(
+            step_seconds=float(audio_meta["step_seconds"]),
             sample_rate=int(audio_meta["sample_rate"]),
             frames_per_step=int(visual_meta["frames_per_step"]),
             frame_size=int(visual_meta["frame_size"]),
         )
-        info = WindowInfo(
-            classes=list(window_meta["classes"]),
-            window=int(window_meta["window"]),
-            hop_steps=int(window_meta["hop_steps"]),
-            step_seconds=spec.step_seconds,
-            step_offset=float(window_meta["step_offset"]),
-            visual_dim=visual_out,
-            audio_dim=audio_out,
-            decode=DecodeConfig(**window_meta["decode"]),
-        )
-        return info, spec
+        self.audio_dim = int(audio_meta["feature_dim"])
+        self.visual_dim = int(visual_meta["feature_dim"])
 
-    def step_features(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
         """One step's (visual (Dv,), audio (Da,)) features."""
         visual = self.visual_graph.run({"frames": step.frames[None]})["features"][0]
         audio = self.audio_graph.run({"waveform": step.audio[None]})["features"][0]
         return visual, audio
+
+    def close(self) -> None:
+        self.audio_graph.close()
+        self.visual_graph.close()
+
+
+class ModelDir:
+    """The extractors and the window graph of a model directory, on one backend, checked to fit."""
+
+    def __init__(
+        self, path: str | Path | None = None, backend: str = "onnxruntime", threads: int = 2
+    ):
+        self.path = _resolve(path)
+        self.window_graph = _open_graph(self.path / WINDOW_GRAPH, backend, threads, "window")
+        try:
+            self.extractors = StepExtractors(self.path, backend, threads)
+        except ModelDirError:
+            self.window_graph.close()
+            raise
+        self.spec = self.extractors.spec
+        self.info = self._check()
+
+    def _check(self) -> WindowInfo:
+        meta = self.window_graph.metadata
+        visual_shape = self.window_graph.input_specs["visual"].shape  # (1, T, Dv)
+        audio_shape = self.window_graph.input_specs["audio"].shape  # (1, T, Da)
+        extractors = self.extractors
+        if (extractors.visual_dim, extractors.audio_dim) != (visual_shape[2], audio_shape[2]):
+            self.close()
+            raise ModelDirError(
+                f"mismatched graphs in {self.path}: the extractors give visual "
+                f"{extractors.visual_dim} / audio {extractors.audio_dim} features but loco.onnx "
+                f"expects {visual_shape[2]} / {audio_shape[2]}; export the extractors and the "
+                "window graph from one model"
+            )
+        if float(meta["step_seconds"]) != self.spec.step_seconds:
+            self.close()
+            raise ModelDirError(
+                f"mismatched step lengths in {self.path}: loco.onnx {meta['step_seconds']} s, "
+                f"extractors {self.spec.step_seconds} s"
+            )
+        return WindowInfo(
+            classes=list(meta["classes"]),
+            window=int(meta["window"]),
+            hop_steps=int(meta["hop_steps"]),
+            step_seconds=self.spec.step_seconds,
+            step_offset=float(meta["step_offset"]),
+            visual_dim=extractors.visual_dim,
+            audio_dim=extractors.audio_dim,
+            decode=DecodeConfig(**meta["decode"]),
+        )
+
+    def step_features(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
+        """One step's (visual (Dv,), audio (Da,)) features."""
+        return self.extractors(step)
 
     def run_window(
         self, visual: np.ndarray, audio: np.ndarray, mask: np.ndarray
@@ -142,5 +178,5 @@ class ModelDir:
         return f"{self.path} on {self.window_graph.device}"
 
     def close(self) -> None:
-        for graph in (self.window_graph, self.audio_graph, self.visual_graph):
-            graph.close()
+        self.window_graph.close()
+        self.extractors.close()

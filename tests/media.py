@@ -160,7 +160,7 @@ class VirtualMicrophone:
             "XDG_RUNTIME_DIR": str(self._dir / "run"),
         }
         self.sinks = [Sink(f"sink{r}x{c}", f"mic{r}x{c}", r, c) for r, c in sinks]
-        command = ["pulseaudio", "-n", "--daemonize=yes", "--exit-idle-time=-1"]
+        command = ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1"]
         command += ["--realtime=no", "--high-priority=no", "--log-target=stderr"]
         command += ["-L", "module-native-protocol-unix auth-anonymous=1"]
         for sink in self.sinks:
@@ -168,17 +168,22 @@ class VirtualMicrophone:
             command[-1] += f"channels={sink.channels} format=s16le"
             command += ["-L", f"module-remap-source source_name={sink.source} "]
             command[-1] += f"master={sink.name}.monitor"
-        started = subprocess.run(command, env=self.env, capture_output=True, text=True)
-        if started.returncode:
-            raise RuntimeError(f"pulseaudio did not start: {started.stderr[-2000:]}")
+        self._log = self._dir / "pulseaudio.log"
+        with self._log.open("w") as log:  # a child, not a daemon: stopped and reaped by stop()
+            self._server = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         for _ in range(50):
+            if self._server.poll() is not None:
+                break
             if subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0:
                 return
             time.sleep(0.1)
-        raise RuntimeError("pulseaudio started but pactl cannot reach it")
+        log_tail = self._log.read_text()[-2000:]
+        self.stop()
+        raise RuntimeError(f"pulseaudio did not start or cannot be reached: {log_tail}")
 
     def stop(self) -> None:
-        subprocess.run(["pulseaudio", "--kill"], env=self.env, capture_output=True)
+        self._server.terminate()
+        self._server.wait(10)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def run(self, *args: str, source: str | None = None) -> dict:
@@ -236,15 +241,16 @@ def record(device: str, seconds: float, wav: str, sink: str, video: str | None) 
     }
 
 
-def open_error(device: str) -> dict:
-    """The SourceError message for opening ``device``."""
-    from loco_stream.sources import MicrophoneSource, SourceError
+def devices(device: str) -> dict:
+    """The SourceError message for opening ``device``, and the device listing."""
+    from loco_stream.sources import MicrophoneSource, SourceError, list_devices
 
     try:
         MicrophoneSource(device).close()
+        error = None
     except SourceError as err:
-        return {"error": str(err)}
-    return {"error": None}
+        error = str(err)
+    return {"error": error, "listing": list_devices()}
 
 
 def main() -> None:
@@ -256,13 +262,13 @@ def main() -> None:
     rec.add_argument("wav")
     rec.add_argument("sink")
     rec.add_argument("--video", help="merge with this file's video, paced in real time")
-    err = commands.add_parser("open-error", help="print the error opening a device as JSON")
+    err = commands.add_parser("devices", help="print the error opening DEVICE and the listing")
     err.add_argument("device")
     args = parser.parse_args()
     if args.command == "record":
         result = record(args.device, args.seconds, args.wav, args.sink, args.video)
     else:
-        result = open_error(args.device)
+        result = devices(args.device)
     print(json.dumps(result))
 
 

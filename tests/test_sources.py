@@ -28,6 +28,7 @@ from loco_stream.sources import (
 )
 
 VFR_PTS_MS = [0, 40, 150, 160, 400, 410, 700, 1000]
+SETTLE_S = 0.3  # a microphone's start estimate settles within its first callbacks
 
 
 def split(items: list) -> tuple[list[VideoFrame], list[AudioBlock]]:
@@ -200,19 +201,22 @@ def test_microphone_records_the_tone_in_real_time(
     assert result["peak_hz"] == pytest.approx(tone_hz, abs=3.0)
     times, durations, received = (np.array(result[k]) for k in ("times", "durations", "received"))
     assert non_decreasing(list(times))
-    assert np.allclose(times[1:], times[:-1] + durations[:-1], atol=0.01)  # no gaps, no overlaps
-    # real-time pace: each block is handed out shortly after its last sample was captured
-    latency = received - (times + durations)
-    assert latency.min() > -0.05 and latency.max() < 0.4
+    # once the start estimate settled (first callbacks): no gaps, no overlaps, real-time pace
+    settled = times >= times[0] + SETTLE_S
+    ends = times + durations
+    assert np.allclose(times[1:][settled[1:]], ends[:-1][settled[1:]], atol=0.002)
+    latency = (received - ends)[settled]  # handed out shortly after the last sample's capture
+    assert latency.min() > -0.01 and latency.max() < 0.4
     # the tone is heard after paplay started, not before
     # (onset: the start of the first loud block, which may begin up to a block before the tone)
     assert result["played_at"] - 0.1 <= result["onset"] <= result["played_at"] + 1.0
 
 
 def test_microphone_unknown_device_lists_the_devices(virtual_mic: VirtualMicrophone) -> None:
-    error = virtual_mic.run("open-error", "no-such-mic")["error"]
-    assert "microphone 'no-such-mic' not found" in error
-    assert "Available input devices" in error and "pulse" in error
+    result = virtual_mic.run("devices", "no-such-mic")
+    assert "microphone 'no-such-mic' not found" in result["error"]
+    assert "Available input devices" in result["error"] and "pulse" in result["error"]
+    assert "pulse" in result["listing"] and "Cameras:" in result["listing"]
 
 
 # ---- MergedSource ----
@@ -233,7 +237,7 @@ def test_merged_file_video_and_microphone_share_one_clock(
     # both on the clock that started with the first frame: audio comes while frames still do
     assert frames[0] < audio[0] < frames[-1]
     latency = np.array(result["received"]) - np.array(audio) - np.array(result["durations"])
-    assert latency.min() > -0.05 and latency.max() < 0.5  # the merge holds items <= 0.25 s
+    assert latency.max() < 0.5  # the merge holds an item 0.25 s at most
 
 
 def test_merged_two_files_in_time_order(clip: Path, tmp_path: Path) -> None:

@@ -166,8 +166,6 @@ class MonoResampler:
     def _time_of(self, index: float) -> float:
         while len(self._anchors) > 1 and self._anchors[1][0] <= index:
             self._anchors.popleft()
-        if not self._anchors:
-            return self._last_t
         start, t = self._anchors[0]
         return t + (index - start) / self.input_rate
 

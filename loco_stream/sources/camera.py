@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -209,7 +210,9 @@ class _Reader(threading.Thread):
 
 
 def _open_capture(spec: str | int, stall_timeout: float) -> cv2.VideoCapture:
-    if isinstance(spec, int):
+    """An index or a device node (/dev/video0) opens with the platform's camera backend; files,
+    pipes and URLs with FFmpeg, with its open and read timeouts set."""
+    if isinstance(spec, int) or (os.path.exists(spec) and stat.S_ISCHR(os.stat(spec).st_mode)):
         return cv2.VideoCapture(spec)
     timeouts = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,

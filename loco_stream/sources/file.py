@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from loco_stream.sources.base import (
@@ -137,7 +138,7 @@ class FileSource(MediaSource):
                     if frame.time is not None:  # else: no pts, keep the previous frame's time
                         last_video_t = max(last_video_t, frame.time - origin)
                     end_t = max(end_t, last_video_t)
-                    image = frame.to_ndarray(format="rgb24")
+                    image = _rgb(frame)
                     ordered.push(VideoFrame, VideoFrame(last_video_t, image))
                 elif resampler is not None:
                     t = frame.time - origin if frame.time is not None else None
@@ -191,3 +192,11 @@ def _float_samples(frame: av.AudioFrame) -> np.ndarray:
     if frame.format.name.startswith("u8"):
         return ((data.astype(np.float32) - 128.0) / scale).astype(np.float32)
     return (data / scale).astype(np.float32)
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB. yuv420p (nearly every file) is converted by OpenCV, about 15x faster
+    than swscale's rgb24 path here; other pixel formats go through swscale."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+    return frame.to_ndarray(format="rgb24")

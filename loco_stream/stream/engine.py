@@ -1,0 +1,194 @@
+"""The streaming engine: timestamped frames and audio in, start and end events out.
+
+    items ─► StepAssembler ─► extractors (once per step) ─► FeatureRing (last T steps)
+          ─► window graph every ``hop`` steps ─► decode + soft-NMS ─► Stitcher ─► events
+
+Stream time is the sources' clock (t=0 at the first sample). A window runs when step ``i``
+completes with ``(i + 1) % hop == 0``; it sees the last T steps (left-aligned with a padding mask
+while fewer exist), so the newest step it sees ends at ``(i + 1) * step_seconds``. At the end of
+the stream the steps not yet seen by a window get one more window, then open events are closed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..features.steps import Step, StepAssembler
+from ..model_dir import ModelDir
+from ..postprocess import decode, steps_to_seconds
+from ..sources.base import Item, MediaSource, VideoFrame
+from .ring_buffer import FeatureRing
+from .stitch import Event, StitchConfig, Stitcher
+
+Clock = Callable[[], float]  # stream time of "now", for live sources
+
+
+@dataclass
+class StreamStats:
+    """Counters of one stream; ``real_time_factor`` is compute time over media time."""
+
+    frames: int = 0  # video frames received
+    audio_seconds: float = 0.0  # audio received
+    steps: int = 0  # steps extracted (each exactly once)
+    windows: int = 0  # window graph runs
+    events: int = 0  # final (end) events emitted
+    dropped_frames: int = 0  # frames the camera dropped because processing fell behind
+    audio_gap_seconds: float = 0.0  # missing audio, filled with silence
+    audio_overflows: int = 0  # times the microphone lost samples
+    media_seconds: float = 0.0  # stream time covered by complete steps
+    compute_seconds: float = 0.0  # extraction, windows, decoding, stitching
+    wall_seconds: float = 0.0  # the whole run, reading the source included
+
+    @property
+    def real_time_factor(self) -> float:
+        """Compute time per second of media (below 1: faster than real time)."""
+        return self.compute_seconds / self.media_seconds if self.media_seconds else 0.0
+
+    @property
+    def wall_factor(self) -> float:
+        """Wall time per second of media: end to end for a file read as fast as possible."""
+        return self.wall_seconds / self.media_seconds if self.media_seconds else 0.0
+
+    def to_record(self, emitted_at: float) -> dict:
+        record = {"type": "stats", **dataclasses.asdict(self)}
+        record["real_time_factor"] = self.real_time_factor
+        record["wall_factor"] = self.wall_factor
+        record = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}
+        return {**record, "emitted_at": round(emitted_at, 3)}
+
+    def line(self) -> str:
+        """One readable line for the terminal."""
+        return (
+            f"stats: {self.media_seconds:.1f} s of media, {self.frames} frames "
+            f"({self.dropped_frames} dropped), {self.steps} steps, {self.windows} windows, "
+            f"{self.events} events, audio gaps {self.audio_gap_seconds:.2f} s "
+            f"({self.audio_overflows} overflows), real-time factor {self.real_time_factor:.3f} "
+            f"(wall {self.wall_factor:.3f})"
+        )
+
+
+class StreamEngine:
+    """Push `VideoFrame`s and `AudioBlock`s (16 kHz mono) in stream time; get `Event`s back.
+
+    ``hop`` (steps between windows) defaults to the model's ``hop_steps``. ``clock`` gives the
+    stream time of emission for live sources; without it ``emitted_at`` is the data's time (the
+    end of the newest step), as for a file read faster than real time. Not thread-safe: one
+    caller at a time (`Detector` adds a lock).
+    """
+
+    def __init__(
+        self,
+        model: ModelDir,
+        stitch: StitchConfig | None = None,
+        hop: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        info = model.info
+        self.model = model
+        self.hop = hop or info.hop_steps
+        if self.hop < 1:
+            raise ValueError(f"hop must be at least 1 step, got {self.hop}")
+        self.stitcher = Stitcher(info.classes, stitch)
+        floor = max(info.decode.score_threshold, self.stitcher.config.candidate_floor)
+        self._decode = dataclasses.replace(info.decode, score_threshold=floor)
+        self.clock = clock
+        self.assembler = StepAssembler(model.spec)
+        self.ring = FeatureRing(info.window, info.visual_dim, info.audio_dim)
+        self.stats = StreamStats()
+        self._seen_by_window = 0  # steps before this one were seen by some window
+        self._finished = False
+
+    @property
+    def now(self) -> float:
+        """Stream time of the end of the newest complete step."""
+        return self.ring.next_step * self.model.info.step_seconds
+
+    def push(self, item: Item) -> list[Event]:
+        """Add one frame or audio block; returns the events that became ready."""
+        began = time.perf_counter()
+        if isinstance(item, VideoFrame):
+            self.stats.frames += 1
+        else:
+            self.stats.audio_seconds += item.duration
+        self.assembler.add(item)
+        events = self._process(self.assembler.steps())
+        self.stats.compute_seconds += time.perf_counter() - began
+        return events
+
+    def finish(self) -> list[Event]:
+        """End of stream: the last steps, a last window if steps are unseen, open events closed."""
+        if self._finished:
+            return []
+        self._finished = True
+        began = time.perf_counter()
+        self.assembler.end()
+        events = self._process(self.assembler.steps())
+        if self.ring.next_step > self._seen_by_window:
+            events += self._window()
+        events += self._count(self.stitcher.flush(self._emission_time()))
+        self.stats.audio_gap_seconds = self.assembler.audio_gap_seconds
+        self.stats.compute_seconds += time.perf_counter() - began
+        return events
+
+    def run(
+        self,
+        source: MediaSource,
+        on_event: Callable[[Event], None],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> StreamStats:
+        """Stream ``source`` to its end (or until ``should_stop()``), then finish; ``on_event``
+        gets every event as it is emitted. The source is not closed here."""
+        began = time.perf_counter()
+        try:
+            for item in source:
+                for event in self.push(item):
+                    on_event(event)
+                if should_stop():
+                    break
+        finally:
+            source_stats = source.stats
+            self.stats.dropped_frames = source_stats.dropped_frames
+            self.stats.audio_overflows = source_stats.overflows
+        for event in self.finish():
+            on_event(event)
+        self.stats.wall_seconds = time.perf_counter() - began
+        return self.stats
+
+    def _process(self, steps: Iterable[Step]) -> list[Event]:
+        events: list[Event] = []
+        for step in steps:
+            visual, audio = self.model.step_features(step)  # (Dv,), (Da,)
+            self.ring.push(step.index, visual, audio)
+            self.stats.steps += 1
+            self.stats.media_seconds = self.now
+            if self.ring.next_step % self.hop == 0:
+                events += self._window()
+        self.stats.audio_gap_seconds = self.assembler.audio_gap_seconds
+        return events
+
+    def _window(self) -> list[Event]:
+        """Run the window graph over the last T steps and stitch what it finds."""
+        info = self.model.info
+        visual, audio, mask = self.ring.window_inputs()  # (1,T,Dv), (1,T,Da), (1,T)
+        scores, segments = self.model.run_window(visual, audio, mask)  # (1,N,C), (1,N,2)
+        found = decode(scores[0], segments[0], self._decode)  # in window steps
+        first = self.ring.first_step
+        found.start += first
+        found.end += first
+        now = self.now
+        found = steps_to_seconds(found, info.step_seconds, info.step_offset, duration=now)
+        self.stats.windows += 1
+        self._seen_by_window = self.ring.next_step
+        window_start = first * info.step_seconds
+        emitted_at = self._emission_time()
+        return self._count(self.stitcher.update(found, window_start, now, first > 0, emitted_at))
+
+    def _emission_time(self) -> float:
+        return max(self.now, self.clock()) if self.clock is not None else self.now
+
+    def _count(self, events: list[Event]) -> list[Event]:
+        self.stats.events += sum(e.type == "end" for e in events)
+        return events

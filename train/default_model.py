@@ -1,0 +1,150 @@
+"""Build the shipped default model from nothing, in one command (about an hour on 2 cores).
+
+    python -m train.default_model [--workdir data/synth] [--out loco_stream/assets/default_model]
+
+1. render the synthetic benchmark (train / validation / test) with ``loco-synth``'s generator;
+2. train the audio and visual extractors and export them (``train.extractors``);
+3. extract features for every clip with those exported graphs (``train.extract_features``);
+4. train LoCo (``configs/edge.yaml``), keeping the best checkpoint on the validation split;
+5. score it on the test split with the reference evaluator;
+6. export ``loco.onnx`` (checked against torch) and the weights into the model directory.
+
+Stages whose output already exists are skipped, so an interrupted build resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from export.to_onnx import export_window_graph, verify_against_torch, window_inputs
+from loco_stream.config import load_config
+from loco_stream.runtime.torch_backend import window_graph
+from loco_stream.synth import generate_dataset
+
+from .checkpoint import load_model, save_checkpoint
+from .evaluate import evaluate_split
+from .extract_features import extract_folder
+from .extractors import train_extractors
+from .loop import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLITS = {"train": 1, "validation": 2, "test": 3}  # split -> generator seed
+
+
+def render(workdir: Path, counts: dict[str, int]) -> None:
+    annotations = workdir / "annotations.json"
+    existing = json.loads(annotations.read_text())["database"] if annotations.exists() else {}
+    for split, count in counts.items():
+        have = sum(1 for entry in existing.values() if entry["subset"] == split)
+        if have >= count:
+            print(f"[1/6] {split}: {have} clips already rendered")
+            continue
+        print(f"[1/6] rendering {count} {split} clips")
+        generate_dataset(workdir, count, SPLITS[split], split, workers=2, progress=True)
+
+
+def ship_weights(best: Path, out_dir: Path) -> Path:
+    """The EMA weights, config and class names only (no optimizer state): ``loco.pt``."""
+    model, config, names = load_model(best)
+    state = {
+        "model": model.state_dict(),
+        "ema": model.state_dict(),
+        "config": config.to_dict(),
+        "class_names": names,
+        "epoch": torch.load(best, weights_only=True)["epoch"],
+    }
+    save_checkpoint(out_dir / "loco.pt", state)
+    return out_dir / "loco.pt"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.default_model", description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "synth")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "loco_stream" / "assets" / "default_model"
+    )
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "edge.yaml")
+    parser.add_argument("--train-videos", type=int, default=240)
+    parser.add_argument("--val-videos", type=int, default=40)
+    parser.add_argument("--test-videos", type=int, default=60)
+    parser.add_argument("--extractor-clips", type=int, default=120)
+    parser.add_argument("--extractor-epochs", type=int, default=4)
+    parser.add_argument("overrides", nargs="*", help="section.key=value for the LoCo config")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    workdir, out_dir = args.workdir, args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    render(
+        workdir,
+        {"train": args.train_videos, "validation": args.val_videos, "test": args.test_videos},
+    )
+
+    if (out_dir / "audio_extractor.onnx").exists() and (out_dir / "visual_extractor.onnx").exists():
+        print("[2/6] extractors already trained")
+    else:
+        print("[2/6] training the extractors")
+        report = train_extractors(workdir, out_dir, 16, args.extractor_clips, args.extractor_epochs)
+        print(json.dumps(report))
+
+    features = workdir / "features"
+    videos = sorted((workdir / "videos").glob("*.mp4"))
+    todo = [v for v in videos if not (features / f"{v.stem}_audio.npy").exists()]
+    print(f"[3/6] extracting features of {len(todo)} clips ({len(videos) - len(todo)} done)")
+    failures = extract_folder(todo, features, str(out_dir), workers=2)
+    if failures:
+        print(f"feature extraction failed for {len(failures)} clips: {failures}", file=sys.stderr)
+        return 1
+
+    overrides = [
+        f"data.annotations={workdir / 'annotations.json'}",
+        f"data.feature_dir={features}",
+        *args.overrides,
+    ]
+    config = load_config(args.config, overrides)
+    best = Path(config.train.output_dir) / "best.pt"
+    if best.exists():
+        print(f"[4/6] LoCo already trained: {best}")
+    else:
+        print("[4/6] training LoCo")
+        best = train(config)
+
+    model, config, names = load_model(best)
+    result, _ = evaluate_split(model, config, names, config.data.test_split)
+    print(f"[5/6] test avg mAP {result.average:.2f}  mAP {[round(m, 2) for m in result.mAP]}")
+
+    print("[6/6] exporting the window graph")
+    path = export_window_graph(model, config, names, out_dir, config.model.window)
+    errors = verify_against_torch(
+        window_graph(model, config.model.window),
+        path,
+        window_inputs(config.model, config.model.window, 2),
+    )
+    ship_weights(best, out_dir)
+    card = {
+        "test_average_mAP": round(result.average, 2),
+        "test_mAP": dict(
+            zip([f"{t:.1f}" for t in result.tious], [round(m, 2) for m in result.mAP], strict=True)
+        ),
+        "onnx_max_abs_error": {k: v.max_abs for k, v in errors.items()},
+        "clips": {
+            "train": args.train_videos,
+            "validation": args.val_videos,
+            "test": args.test_videos,
+        },
+        "build_seconds": round(time.perf_counter() - started),
+        "command": "python -m train.default_model",
+    }
+    (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
+    print(json.dumps(card, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

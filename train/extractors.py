@@ -1,0 +1,175 @@
+"""Train the per-step audio and visual extractors on synthetic clips, then export them to ONNX.
+
+    python -m train.extractors --synth DIR --out MODEL_DIR [--clips 120] [--epochs 4]
+
+Each extractor learns, from its own modality only, which classes are present in a step (the
+``visible`` / ``audible`` intervals the generator records), as a multi-label classifier; the
+exported graph outputs the embedding before the classifier. Steps are cut from the decoded files
+by the same ``StepAssembler`` the stream uses, so training sees what serving sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from export.extractors import export_extractors
+from loco_stream.features.media import MediaError, file_steps
+from loco_stream.features.networks import AudioEncoder, PresenceClassifier, VisualEncoder
+from loco_stream.features.steps import StepSpec
+
+DEFAULT_SPEC = StepSpec(step_seconds=0.25, sample_rate=16000, frames_per_step=4, frame_size=96)
+FEATURE_DIM = 128
+PRESENT_FRACTION = 0.5  # a class is present in a step if it covers at least half of it
+
+
+def step_presence(
+    intervals: list[dict], num_steps: int, step: float, num_classes: int
+) -> np.ndarray:
+    """(num_steps, C) {0, 1}: which classes cover at least half of each step."""
+    presence = np.zeros((num_steps, num_classes), dtype=np.float32)
+    starts = np.arange(num_steps) * step
+    for interval in intervals:
+        begin, end = interval["segment"]
+        covered = np.clip(np.minimum(end, starts + step) - np.maximum(begin, starts), 0, None)
+        presence[covered >= PRESENT_FRACTION * step, interval["label_id"]] = 1.0
+    return presence
+
+
+def load_steps(
+    synth_dir: Path, split: str, max_clips: int, spec: StepSpec, num_classes: int
+) -> dict[str, np.ndarray]:
+    """Decode up to ``max_clips`` clips of a split into step inputs and presence labels."""
+    database = json.loads((synth_dir / "annotations.json").read_text())["database"]
+    video_ids = sorted(v for v, entry in database.items() if entry["subset"] == split)[:max_clips]
+    frames, audio, visible, audible = [], [], [], []
+    for video_id in tqdm(video_ids, desc=f"decode {split}", leave=False):
+        try:
+            steps = list(file_steps(synth_dir / "videos" / f"{video_id}.mp4", spec))
+        except MediaError as error:
+            print(f"skipped: {error}", file=sys.stderr)
+            continue
+        entry = database[video_id]
+        frames.append(np.stack([s.frames for s in steps]))
+        audio.append(np.stack([s.audio for s in steps]))
+        visible.append(step_presence(entry["visible"], len(steps), spec.step_seconds, num_classes))
+        audible.append(step_presence(entry["audible"], len(steps), spec.step_seconds, num_classes))
+    return {
+        "frames": np.concatenate(frames),  # (S, F, H, W, 3) uint8
+        "audio": np.concatenate(audio),  # (S, samples_per_step) float32
+        "visible": np.concatenate(visible),  # (S, C)
+        "audible": np.concatenate(audible),  # (S, C)
+    }
+
+
+def fit(
+    classifier: PresenceClassifier,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    name: str,
+    seed: int,
+) -> None:
+    """Multi-label BCE with AdamW and a cosine schedule."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=2e-3, weight_decay=1e-4)
+    total = epochs * ((len(inputs) + batch_size - 1) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=total)
+    loss_function = nn.BCEWithLogitsLoss()
+    classifier.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(inputs), generator=generator).numpy()
+        bar = tqdm(
+            range(0, len(order), batch_size), desc=f"{name} {epoch + 1}/{epochs}", leave=False
+        )
+        running = 0.0
+        for count, begin in enumerate(bar, start=1):
+            index = np.sort(order[begin : begin + batch_size])
+            logits = classifier(torch.from_numpy(inputs[index]))
+            loss = loss_function(logits, torch.from_numpy(targets[index]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running += loss.item()
+            bar.set_postfix(loss=f"{running / count:.4f}")
+        print(f"{name} epoch {epoch + 1}: loss {running / count:.4f}", flush=True)
+    classifier.eval()
+
+
+@torch.no_grad()
+def presence_accuracy(
+    classifier: PresenceClassifier, inputs: np.ndarray, targets: np.ndarray
+) -> float:
+    """Share of (step, class) decisions right at probability 0.5, on held-out steps."""
+    predictions = []
+    for begin in range(0, len(inputs), 256):
+        predictions.append(torch.sigmoid(classifier(torch.from_numpy(inputs[begin : begin + 256]))))
+    return float(((torch.cat(predictions).numpy() > 0.5) == (targets > 0.5)).mean())
+
+
+def train_extractors(
+    synth_dir: Path,
+    out_dir: Path,
+    num_classes: int,
+    clips: int = 120,
+    epochs: int = 4,
+    spec: StepSpec = DEFAULT_SPEC,
+    seed: int = 0,
+) -> dict:
+    """Train both extractors, export them to ``out_dir``; returns a small report."""
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    train = load_steps(synth_dir, "train", clips, spec, num_classes)
+    held_out = load_steps(synth_dir, "validation", max(clips // 6, 4), spec, num_classes)
+    print(f"{len(train['audio'])} training steps, {len(held_out['audio'])} held-out steps")
+    audio = PresenceClassifier(
+        AudioEncoder(spec.sample_rate, FEATURE_DIM), FEATURE_DIM, num_classes
+    )
+    visual = PresenceClassifier(
+        VisualEncoder(spec.frames_per_step, FEATURE_DIM), FEATURE_DIM, num_classes
+    )
+    fit(audio, train["audio"], train["audible"], epochs, 64, "audio", seed)
+    fit(visual, train["frames"], train["visible"], epochs, 64, "visual", seed)
+    report = {
+        "audio_presence_accuracy": presence_accuracy(audio, held_out["audio"], held_out["audible"]),
+        "visual_presence_accuracy": presence_accuracy(
+            visual, held_out["frames"], held_out["visible"]
+        ),
+    }
+    errors = export_extractors(
+        audio.encoder, visual.encoder, spec, out_dir, audio_dim=FEATURE_DIM, visual_dim=FEATURE_DIM
+    )
+    report["onnx_max_abs_error"] = errors
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    torch.save(
+        {"audio": audio.state_dict(), "visual": visual.state_dict()}, out_dir / "extractors.pt"
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.extractors", description=__doc__)
+    parser.add_argument("--synth", type=Path, required=True, help="folder written by loco-synth")
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write into")
+    parser.add_argument("--clips", type=int, default=120)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--num-classes", type=int, default=16)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = train_extractors(args.synth, args.out, args.num_classes, args.clips, args.epochs)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
