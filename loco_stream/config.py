@@ -136,6 +136,7 @@ class TrainConfig:
     seed: int = 2023
     output_dir: str = "runs/default"
     num_threads: int = 0  # torch threads (0: torch's default)
+    device: str = "cpu"  # cpu, cuda, or auto (CUDA when available)
 
 
 @dataclass

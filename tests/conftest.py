@@ -1,4 +1,5 @@
-"""Media fixtures: generated clips, a paced fake camera, a virtual microphone (see media.py)."""
+"""Shared fixtures: generated clips, a paced fake camera, a virtual microphone (see media.py), and
+a tiny random model directory (see tiny_model.py)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,11 @@ def virtual_mic() -> Iterator[VirtualMicrophone]:
     mic = VirtualMicrophone(VIRTUAL_SINKS)
     yield mic
     mic.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model directory (3 classes, window 32, hop 4), exported once per session."""
+    from tiny_model import make_tiny_model_dir  # imports torch: only for tests that ask
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny_model"))

@@ -18,15 +18,14 @@ from loco_stream.model_dir import ModelDir
 from loco_stream.sources.base import AudioBlock
 from loco_stream.sources.file import FileSource
 from tests.media import make_clip
-from tests.tiny_model import make_tiny_model_dir
 from train.extract_features import main as extract_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> ModelDir:
-    return ModelDir(make_tiny_model_dir(tmp_path_factory.mktemp("tiny_model")))
+def tiny_model(tiny_model_dir) -> ModelDir:
+    return ModelDir(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

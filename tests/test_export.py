@@ -54,6 +54,8 @@ TINY = ModelConfig(
 CLASSES = ["dog", "guitar", "car", "bell", "rain"]
 HOP = 2
 FORBIDDEN = {"If", "Loop", "Scan", "NonZero"}
+# torch.export's own deprecation notice, raised inside torch at every export
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 
 
 def perturbed(config: ModelConfig, seed: int = 0) -> LoCo:

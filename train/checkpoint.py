@@ -24,13 +24,13 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     os.replace(temporary, path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
     """Read a checkpoint without executing code from it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files
         raise CheckpointError(
             f"checkpoint {path} cannot be read safely ({type(error).__name__}: {error}); "

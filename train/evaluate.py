@@ -38,12 +38,14 @@ def predict(
     progress: bool = True,
 ) -> dict:
     """UnAV-style results ``{"results": {vid: [{segment, label, label_id, score}]}}``."""
-    graph = WindowGraph(model).eval()
+    device = next(model.parameters()).device
+    graph = WindowGraph(model).to(device).eval()
 
     def run_window(visual: np.ndarray, audio: np.ndarray, mask: np.ndarray):
         with torch.no_grad():
-            scores, segments = graph(*(torch.from_numpy(x) for x in (visual, audio, mask)))
-        return scores.numpy(), segments.numpy()
+            inputs = (torch.from_numpy(x).to(device) for x in (visual, audio, mask))
+            scores, segments = graph(*inputs)
+        return scores.cpu().numpy(), segments.cpu().numpy()
 
     results = {}
     for record in tqdm(records, desc="detect", disable=not progress, leave=False):

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from loco_stream.config import Config
+from loco_stream.config import Config, ConfigError
 from loco_stream.model import LoCo, LoCoOutput, locality_loss
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -37,6 +37,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def training_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when available) -> a torch device."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda but torch sees no CUDA GPU; use cpu or auto")
+    return torch.device(name)
 
 
 def lr_factor(iteration: int, warmup: int, total: int) -> float:
@@ -57,8 +66,9 @@ def compute_losses(
 ) -> dict[str, torch.Tensor]:
     """Focal + DIoU (normalised by the positive-count EMA) + lambda * LCC locality loss."""
     targets = [grid.assign(s, k) for s, k in zip(batch["segments"], batch["labels"], strict=True)]
-    cls_target = torch.stack([t[0] for t in targets])  # (B, N, C)
-    reg_target = torch.stack([t[1] for t in targets])  # (B, N, 2) or (B, N, C, 2)
+    device = output.cls_logits.device
+    cls_target = torch.stack([t[0] for t in targets]).to(device)  # (B, N, C)
+    reg_target = torch.stack([t[1] for t in targets]).to(device)  # (B, N, 2) or (B, N, C, 2)
     valid = output.point_mask > 0  # (B, N)
     if config.model.class_aware_regression:
         positive = (cls_target > 0) & valid[..., None]  # (B, N, C)
@@ -126,7 +136,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(train_config.seed))
     loader = DataLoader(dataset, train_config.batch_size, sampler=sampler, collate_fn=collate)
 
-    model = LoCo(config.model)
+    device = training_device(train_config.device)
+    model = LoCo(config.model).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     decay, no_decay = [], []
     for parameter in model.parameters():
@@ -144,7 +155,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
     output_dir = Path(train_config.output_dir)
     start_epoch, best_score = 0, -1.0
     if resume:
-        state = load_checkpoint(resume)
+        state = load_checkpoint(resume, device)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -181,6 +192,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
                 group["lr"] = train_config.lr * lr_factor(
                     iteration, warmup_iterations, total_iterations
                 )
+            for key in ("visual", "audio", "mask"):
+                batch[key] = batch[key].to(device)
             output = network(batch["visual"], batch["audio"], batch["mask"])
             losses = compute_losses(output, batch, grid, normalizer, config, world_size)
             optimizer.zero_grad(set_to_none=True)

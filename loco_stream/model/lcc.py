@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import MASKED, band_bias, key_padding_bias, relative_positions
+from .layers import MASKED, band_bias, key_padding_bias, masked_softmax, relative_positions
 
 
 class LocalityCorrespondenceCorrection(nn.Module):
@@ -49,8 +49,8 @@ class LocalityCorrespondenceCorrection(nn.Module):
         sim = self.similarity(audio, visual)  # (B, T, T)
         band = band_bias(sim.shape[1], self.radius, sim.device)[0]  # (1, T, T)
         padding = key_padding_bias(mask)[:, 0]  # (B, 1, T)
-        audio_weights = torch.softmax(sim + band + padding, dim=-1)  # over visual steps j
-        visual_weights = torch.softmax(sim.transpose(1, 2) + band + padding, dim=-1)  # over i
+        audio_weights = masked_softmax(sim + band + padding)  # over visual steps j
+        visual_weights = masked_softmax(sim.transpose(1, 2) + band + padding)  # over i
         audio_context = audio_weights @ self.visual_value(visual)  # (B, T, D)
         visual_context = visual_weights @ self.audio_value(audio)  # (B, T, D)
         audio_gate = torch.sigmoid(self.audio_gate(torch.cat([audio, audio_context], dim=-1)))

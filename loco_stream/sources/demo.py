@@ -37,7 +37,7 @@ class DemoSource(MediaSource):
         self.has_video = self.has_audio = True
         pace = "real time" if realtime else "as fast as it renders"
         self.description = (
-            f"demo '{self.scenario.video_id}' ({self.scenario.duration:.1f} s, "
+            f"demo seed {seed} ({self.scenario.duration:.1f} s, "
             f"{len(self.scenario.events)} events, {FPS} fps + {SAMPLE_RATE} Hz, {pace})"
         )
         self._closed = threading.Event()

@@ -47,12 +47,14 @@ class Detector:
         hop: int | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
-        self.model = model if isinstance(model, ModelDir) else ModelDir(model, backend, threads)
+        self._owns_model = not isinstance(model, ModelDir)
+        self.model = ModelDir(model, backend, threads) if self._owns_model else model
         self._engine = StreamEngine(self.model, StitchConfig(threshold=threshold), hop)
         self._on_event = on_event
         self._ready: deque[Event] = deque()
         self._resampler: MonoResampler | None = None
         self._lock = threading.RLock()
+        self._closed = False
 
     @property
     def classes(self) -> list[str]:
@@ -80,8 +82,10 @@ class Detector:
         if samples.ndim not in (1, 2):
             raise ValueError(f"audio must be (N,) or (N, channels), got shape {samples.shape}")
         with self._lock:
-            if samples.ndim == 1 and sample_rate == TARGET_SAMPLE_RATE:
-                blocks = [*self._flush_resampler(), AudioBlock(float(t), samples, sample_rate)]
+            self._check_open()
+            if sample_rate == TARGET_SAMPLE_RATE:
+                mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+                blocks = [*self._flush_resampler(), AudioBlock(float(t), mono, sample_rate)]
             else:
                 if self._resampler is None or self._resampler.input_rate != sample_rate:
                     blocks = self._flush_resampler()
@@ -102,13 +106,19 @@ class Detector:
 
     def close(self) -> list[Event]:
         """End of stream: closes open events; returns every event not yet taken from
-        ``events()`` (or, with ``on_event``, the events emitted by closing)."""
+        ``events()`` (or, with ``on_event``, the events emitted by closing). Pushing afterwards
+        is an error; closing again returns nothing."""
         with self._lock:
+            if self._closed:
+                return []
+            self._closed = True
             events = [e for b in self._flush_resampler() for e in self._engine.push(b)]
             events += self._engine.finish()
             self._emit(events)
             remaining = list(self._ready) if self._on_event is None else events
             self._ready.clear()
+            if self._owns_model:
+                self.model.close()
             return remaining
 
     def __enter__(self) -> Detector:
@@ -119,7 +129,12 @@ class Detector:
 
     def _deliver(self, item: VideoFrame) -> None:
         with self._lock:
+            self._check_open()
             self._emit(self._engine.push(item))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the detector is closed: make a new one for a new stream")
 
     def _flush_resampler(self) -> list[AudioBlock]:
         if self._resampler is None:

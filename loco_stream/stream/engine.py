@@ -16,9 +16,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..config import DecodeConfig
 from ..features.steps import Step, StepAssembler
-from ..model_dir import ModelDir
-from ..postprocess import decode, steps_to_seconds
+from ..model_dir import ModelDir, WindowInfo
+from ..postprocess import Segments, decode, steps_to_seconds
 from ..sources.base import Item, MediaSource, VideoFrame
 from .ring_buffer import FeatureRing
 from .stitch import Event, StitchConfig, Stitcher
@@ -128,7 +131,7 @@ class StreamEngine:
         events = self._process(self.assembler.steps())
         if self.ring.next_step > self._seen_by_window:
             events += self._window()
-        events += self._count(self.stitcher.flush(self._emission_time()))
+        events += self._count(self.stitcher.flush(self.emission_time()))
         self.stats.audio_gap_seconds = self.assembler.audio_gap_seconds
         self.stats.compute_seconds += time.perf_counter() - began
         return events
@@ -138,23 +141,29 @@ class StreamEngine:
         source: MediaSource,
         on_event: Callable[[Event], None],
         should_stop: Callable[[], bool] = lambda: False,
+        on_item: Callable[[Item], None] | None = None,
     ) -> StreamStats:
-        """Stream ``source`` to its end (or until ``should_stop()``), then finish; ``on_event``
-        gets every event as it is emitted. The source is not closed here."""
+        """Stream ``source`` until it ends or ``should_stop()``; ``on_event`` gets every event as
+        it is emitted, ``on_item`` every item before it is processed. However the loop ends (a
+        source error included), the stream is finished and its last events are handed out. The
+        source is not closed here."""
         began = time.perf_counter()
         try:
             for item in source:
+                if on_item is not None:
+                    on_item(item)
                 for event in self.push(item):
                     on_event(event)
+                self.stats.wall_seconds = time.perf_counter() - began
                 if should_stop():
                     break
         finally:
             source_stats = source.stats
             self.stats.dropped_frames = source_stats.dropped_frames
             self.stats.audio_overflows = source_stats.overflows
-        for event in self.finish():
-            on_event(event)
-        self.stats.wall_seconds = time.perf_counter() - began
+            for event in self.finish():
+                on_event(event)
+            self.stats.wall_seconds = time.perf_counter() - began
         return self.stats
 
     def _process(self, steps: Iterable[Step]) -> list[Event]:
@@ -174,21 +183,34 @@ class StreamEngine:
         info = self.model.info
         visual, audio, mask = self.ring.window_inputs()  # (1,T,Dv), (1,T,Da), (1,T)
         scores, segments = self.model.run_window(visual, audio, mask)  # (1,N,C), (1,N,2)
-        found = decode(scores[0], segments[0], self._decode)  # in window steps
-        first = self.ring.first_step
-        found.start += first
-        found.end += first
-        now = self.now
-        found = steps_to_seconds(found, info.step_seconds, info.step_offset, duration=now)
+        first, now = self.ring.first_step, self.now
+        found = decode_window(scores[0], segments[0], first, now, info, self._decode)
         self.stats.windows += 1
         self._seen_by_window = self.ring.next_step
+        emitted_at = self.emission_time()
         window_start = first * info.step_seconds
-        emitted_at = self._emission_time()
         return self._count(self.stitcher.update(found, window_start, now, first > 0, emitted_at))
 
-    def _emission_time(self) -> float:
+    def emission_time(self) -> float:
+        """Stream time of "now": the clock's for a live source, else the newest step's end."""
         return max(self.now, self.clock()) if self.clock is not None else self.now
 
     def _count(self, events: list[Event]) -> list[Event]:
         self.stats.events += sum(e.type == "end" for e in events)
         return events
+
+
+def decode_window(
+    scores: np.ndarray,
+    segments: np.ndarray,
+    first_step: int,
+    now: float,
+    info: WindowInfo,
+    config: DecodeConfig,
+) -> Segments:
+    """One window's outputs, scores (N, C) and segments (N, 2) in window steps, decoded into
+    candidates in stream seconds within [0, now] (the window's row 0 is step ``first_step``)."""
+    found = decode(scores, segments, config)
+    found.start += first_step
+    found.end += first_step
+    return steps_to_seconds(found, info.step_seconds, info.step_offset, duration=now)

@@ -110,7 +110,9 @@ class Overlay:
         frame = np.ascontiguousarray(frame[:, :, ::-1])  # RGB -> BGR
         self._ended = [e for e in self._ended if t - e.emitted_at < OVERLAY_RECENT_S]
         lines = [(f"{t:7.2f} s", (255, 255, 255))]
-        lines += [(f"NOW  #{e.id} {e.label} ({e.score:.2f})", (0, 255, 0)) for e in self._open.values()]
+        lines += [
+            (f"NOW  #{e.id} {e.label} ({e.score:.2f})", (0, 255, 0)) for e in self._open.values()
+        ]
         lines += [
             (f"DONE #{e.id} {e.label} {e.start:.1f}-{e.end:.1f} s", (0, 200, 255))
             for e in self._ended

@@ -1,4 +1,4 @@
-"""Online emission: each window's decoded candidates are stitched into tracks, and tracks into events.
+"""Online emission: each window's candidates are stitched into tracks, and tracks into events.
 
 Rules (STREAMING.md; the values in `StitchConfig` were chosen by measurement, see the README):
 
@@ -36,9 +36,9 @@ class StitchConfig:
 
     threshold: float = DEFAULT_THRESHOLD  # minimum score of emitted events (and of new tracks)
     confirm_windows: int = 2  # consecutive windows that must see a track before it opens
-    close_after: float = 1.0  # an open track closes once its end lies this far behind the newest step
+    close_after: float = 1.0  # a track closes once its end lies this far behind the newest step
     match_iou: float = 0.3  # least tIoU (inside the window) between a candidate and its track
-    absorb_overlap: float = 0.5  # a candidate this much inside a track of its class is its duplicate
+    absorb_overlap: float = 0.5  # a candidate this much inside a track of its class is a duplicate
     support_ratio: float = 0.5  # candidates from threshold * this up may match (not start) tracks
     edge_seconds: float = 0.5  # a boundary this close to the window's edge is cut by the window
 
@@ -100,11 +100,6 @@ class Stitcher:
         self._tracks: list[_Track] = []
         self._next_id = 0
 
-    @property
-    def open_events(self) -> list[Event]:
-        """The open (started, not yet ended) events, as start records of their current state."""
-        return [self._event(t, "start", None) for t in self._tracks if t.id is not None and not t.closed]
-
     def update(
         self, found: Segments, window_start: float, now: float, full: bool, emitted_at: float
     ) -> list[Event]:
@@ -147,33 +142,39 @@ class Stitcher:
         """Match candidates to tracks (best candidate first); returns the tracks matched."""
         config = self.config
         matched: set[_Track] = set()
+        kept: list[tuple[float, float, int]] = []  # this window's candidates that are no duplicate
         for k in np.argsort(-found.score, kind="stable"):
             start, end = float(found.start[k]), float(found.end[k])
             label, score = int(found.label[k]), float(found.score[k])
             if score < config.candidate_floor or end <= start:
                 continue
-            best, best_iou, covered = None, config.match_iou, False
-            for track in self._tracks:
-                if track.label_id != label:
-                    continue
-                inside = _overlap(start, end, track.start, track.end)
-                covered |= inside >= config.absorb_overlap * (end - start)
-                if track in matched:
-                    continue
+            if self._covered(start, end, [(s, e) for s, e, c in kept if c == label]):
+                continue  # a weaker duplicate (soft-NMS keeps those) of a better candidate
+            kept.append((start, end, label))
+            same_class = [t for t in self._tracks if t.label_id == label]
+            best, best_iou = None, config.match_iou
+            for track in same_class:
                 iou = _clipped_iou(start, end, track, window)
-                if iou >= best_iou:
+                if track not in matched and iou >= best_iou:
                     best, best_iou = track, iou
             if best is not None:
                 matched.add(best)
                 if not best.closed:
                     best.hits += 1
                     self._refine(best, start, end, score, window)
-            elif not covered and score >= config.threshold:
+            elif score >= config.threshold and not self._covered(
+                start, end, [(t.start, t.end) for t in same_class]
+            ):
                 track = _Track(label, start, end, score)
                 self._refine(track, start, end, score, window)
                 self._tracks.append(track)
                 matched.add(track)
         return matched
+
+    def _covered(self, start: float, end: float, spans: list[tuple[float, float]]) -> bool:
+        """Whether one of ``spans`` holds ``absorb_overlap`` of [start, end]."""
+        least = self.config.absorb_overlap * (end - start)
+        return any(_overlap(start, end, s, e) >= least for s, e in spans)
 
     def _refine(self, track: _Track, start: float, end: float, score: float, w: _Window) -> None:
         """Update a track with a matching candidate (module docstring, "Track")."""
@@ -200,9 +201,7 @@ class Stitcher:
         track.closed = True
         return self._event(track, "end", track.end, emitted_at)
 
-    def _event(
-        self, track: _Track, kind: str, end: float | None, emitted_at: float = 0.0
-    ) -> Event:
+    def _event(self, track: _Track, kind: str, end: float | None, emitted_at: float = 0.0) -> Event:
         return Event(
             type=kind,
             id=track.id if track.id is not None else -1,

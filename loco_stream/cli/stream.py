@@ -1,0 +1,356 @@
+"""loco-stream: detect audio-visual events online from a camera and a microphone, a file, or a demo.
+
+    loco-stream --camera 0 --mic default --output events.jsonl
+    loco-stream --input clip.mp4 [--realtime]
+    loco-stream --demo [--seed 7] [--duration 30]
+
+Each event is printed as it is confirmed (START) and when it is final (END), and written to
+``--output`` as JSON lines (STREAMING.md). Ctrl-C or SIGTERM closes the open events, writes them,
+prints the stats and exits 0. Startup problems exit 1 with one ``loco-stream: error:`` line and
+write nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+
+from loco_stream.model_dir import ModelDir, ModelDirError
+from loco_stream.runtime import BACKENDS, BackendUnavailable
+from loco_stream.sources import (
+    CameraSource,
+    FileSource,
+    MediaSource,
+    MergedSource,
+    MicrophoneSource,
+    SourceError,
+    SourceStats,
+    list_devices,
+)
+from loco_stream.sources.base import Item, StreamClock, VideoFrame
+from loco_stream.sources.demo import DemoSource
+from loco_stream.stream.engine import StreamEngine
+from loco_stream.stream.output import JsonlWriter, Overlay, overlay_unavailable, print_event
+from loco_stream.stream.stitch import DEFAULT_THRESHOLD, Event, StitchConfig
+
+PROG = "loco-stream"
+STATS_INTERVAL_S = 10.0  # default period of --stats, in stream seconds
+MAX_REOPENS = 5  # --reconnect: reopenings of a live source in a row, without a frame between
+REOPEN_DELAY_S = 1.0  # times the attempt number
+FOUND_IOU = 0.5  # --demo: a true event is found by a final event of its class at this tIoU
+STREAM_BACKENDS = [b for b in BACKENDS if b != "torch"]  # torch runs a checkpoint, not a model dir
+
+
+class CliError(Exception):
+    """A problem to report as one ``loco-stream: error:`` line (exit status 1)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Detect audio-visual events (heard and seen) online with LoCo.",
+    )
+    source = parser.add_argument_group("source (one of)")
+    source.add_argument("--camera", metavar="SPEC", help="camera index, device, URL or pipe")
+    source.add_argument("--mic", metavar="DEVICE", help="microphone name, index or 'default'")
+    source.add_argument("--input", metavar="FILE", type=Path, help="a video file with audio")
+    source.add_argument("--realtime", action="store_true", help="pace --input in real time")
+    source.add_argument("--demo", action="store_true", help="a synthetic scenario, live")
+    source.add_argument("--seed", type=int, help="--demo scenario seed (default: a fresh one)")
+    source.add_argument("--duration", type=float, help="--demo length in seconds")
+    source.add_argument("--list-devices", action="store_true", help="list cameras and mics")
+    parser.add_argument("--output", metavar="FILE.jsonl", type=Path, help="JSON-lines events")
+    parser.add_argument("--model", metavar="DIR", type=Path, help="model dir (default: packaged)")
+    parser.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=STREAM_BACKENDS,
+        help="runtime of the three graphs (default onnxruntime, on the CPU)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads per graph (2)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"minimum score of emitted events ({DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument("--hop", type=int, help="steps between windows (default: the model's)")
+    parser.add_argument("--show", action="store_true", help="overlay window (needs a display)")
+    parser.add_argument(
+        "--stats",
+        type=float,
+        nargs="?",
+        const=STATS_INTERVAL_S,
+        metavar="SECONDS",
+        help=f"print stats every SECONDS of stream (default {STATS_INTERVAL_S:g})",
+    )
+    parser.add_argument("--reconnect", action="store_true", help="reopen a live source that stops")
+    return parser
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    live = args.camera is not None or args.mic is not None
+    chosen = sum([live, args.input is not None, args.demo, args.list_devices])
+    if chosen != 1:
+        parser.error("give one source: --camera and --mic, --input, --demo or --list-devices")
+    if live and (args.camera is None or args.mic is None):
+        parser.error("--camera and --mic go together: audio-visual events are seen and heard")
+    if args.realtime and args.input is None:
+        parser.error("--realtime paces --input only")
+    if (args.seed is not None or args.duration is not None) and not args.demo:
+        parser.error("--seed and --duration are options of --demo")
+    if args.hop is not None and args.hop < 1:
+        parser.error("--hop must be at least 1 step")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+
+
+class _Reopening(MediaSource):
+    """A live camera + microphone that, with ``--reconnect``, is reopened when either fails,
+    on the same clock (the outage becomes an audio gap and a held frame)."""
+
+    def __init__(self, camera: str, mic: str, reconnect: bool) -> None:
+        # No MediaSource.__init__: the clock is the first merge's, the stats add up all merges.
+        self.camera, self.mic, self.reconnect = camera, mic, reconnect
+        self._source = self._open()
+        self.clock = self._source.clock
+        self.description = self._source.description
+        self.has_video = self.has_audio = True
+        self._past = SourceStats()  # stats of the merges already replaced
+        self._closed = False
+
+    def _open(self, clock: StreamClock | None = None) -> MergedSource:
+        microphone = MicrophoneSource(self.mic)
+        try:
+            camera = CameraSource(self.camera, reconnect=self.reconnect)
+        except SourceError:
+            microphone.close()
+            raise
+        merged = MergedSource(camera, microphone)
+        if clock is not None:  # a reopening continues the stream's clock
+            merged.clock = camera.clock = microphone.clock = clock
+        return merged
+
+    @property
+    def stats(self) -> SourceStats:
+        now = self._source.stats
+        return SourceStats(
+            frames=self._past.frames + now.frames,
+            audio_seconds=self._past.audio_seconds + now.audio_seconds,
+            dropped_frames=self._past.dropped_frames + now.dropped_frames,
+            overflows=self._past.overflows + now.overflows,
+        )
+
+    def __iter__(self) -> Iterator[Item]:
+        failures = 0  # reopenings in a row, without an item between
+        source: MergedSource | None = self._source
+        while not self._closed:
+            try:
+                if source is None:
+                    fresh = self._open(self.clock)
+                    self._past = self.stats  # the failed merge's counts, kept
+                    source = self._source = fresh
+                for item in source:
+                    failures = 0
+                    yield item
+                return
+            except SourceError as error:
+                if not self.reconnect or self._closed or failures >= MAX_REOPENS:
+                    raise
+                failures += 1
+                _warn(f"{error}; reopening (attempt {failures} of {MAX_REOPENS})")
+                if source is not None:
+                    source.close()
+                    source = None
+                time.sleep(REOPEN_DELAY_S * failures)
+
+    def close(self) -> None:
+        self._closed = True
+        self._source.close()
+
+
+def _open_source(args: argparse.Namespace) -> MediaSource:
+    if args.input is not None:
+        if not args.input.is_file():
+            raise CliError(f"input file '{args.input}' does not exist")
+        source = FileSource(args.input, realtime=args.realtime)
+        for track, present in (("audio", source.has_audio), ("video", source.has_video)):
+            if not present:
+                source.close()
+                raise CliError(
+                    f"input file '{args.input}' has no {track} track: audio-visual events are "
+                    "seen and heard, so loco-stream needs both"
+                )
+        return source
+    if args.demo:
+        seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
+        try:
+            return DemoSource(seed=seed, duration=args.duration)
+        except ValueError as error:
+            raise CliError(f"--demo: {error}") from None
+    return _Reopening(args.camera, args.mic, args.reconnect)
+
+
+def _is_live(source: MediaSource) -> bool:
+    """Whether the source is paced by the wall clock (its clock then times the emissions)."""
+    return getattr(source, "realtime", True)
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+class _Stopper:
+    """SIGINT/SIGTERM ask the stream to stop after the current item; a second signal forces it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def _demo_report(source: DemoSource, finals: list[Event]) -> str:
+    """Which true events of the demo scenario a final event of their class found."""
+    lines, used = [], set()
+    for start, end, label_id in source.ground_truth:
+        best, best_iou = None, FOUND_IOU
+        for event in finals:
+            if event.label_id != label_id or event.id in used:
+                continue
+            inter = max(0.0, min(end, event.end) - max(start, event.start))
+            iou = inter / ((end - start) + (event.end - event.start) - inter)
+            if iou >= best_iou:
+                best, best_iou = event, iou
+        truth = f"{source.label(label_id)}  {start:.2f}–{end:.2f} s"
+        if best is None:
+            lines.append(f"  missed  {truth}")
+        else:
+            used.add(best.id)
+            lines.append(f"  found   {truth}  as #{best.id} {best.start:.2f}–{best.end:.2f} s")
+    found = len(used)
+    header = (
+        f"demo: {found} of {len(source.ground_truth)} true events found (tIoU >= {FOUND_IOU}), "
+        f"{len(finals) - found} other events"
+    )
+    return "\n".join([header, *lines])
+
+
+def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
+    show = args.show
+    if show:
+        reason = overlay_unavailable()
+        if reason:
+            _warn(f"--show is not possible here: {reason}; going on without the overlay")
+            show = False
+    try:
+        model = ModelDir(args.model, args.backend, args.threads)
+    except (ModelDirError, BackendUnavailable, ValueError) as error:
+        raise CliError(str(error)) from None
+    try:
+        source = _open_source(args)
+    except SourceError as error:
+        model.close()
+        raise CliError(str(error)) from None
+    try:
+        writer = JsonlWriter(args.output) if args.output is not None else None
+    except OSError as error:
+        source.close()
+        raise CliError(f"cannot write --output '{args.output}': {error.strerror}") from None
+    print(f"model: {model.description}; source: {source.description}", flush=True)
+
+    stitch = StitchConfig(threshold=args.threshold)
+    engine = StreamEngine(model, stitch, args.hop, source.clock.now if _is_live(source) else None)
+    overlay = Overlay() if show else None
+    finals: list[Event] = []
+    next_stats = args.stats
+
+    def on_event(event: Event) -> None:
+        if writer is not None:
+            writer.write(event.to_record())
+        print_event(event)
+        if event.type == "end":
+            finals.append(event)
+        if overlay is not None:
+            overlay.on_event(event)
+
+    def on_item(item: Item) -> None:
+        nonlocal next_stats
+        if overlay is not None and isinstance(item, VideoFrame):
+            overlay.show(item.image, item.t)
+        if next_stats is not None and engine.now >= next_stats:
+            next_stats += args.stats
+            print(engine.stats.line(), flush=True)
+            if writer is not None:
+                writer.write(engine.stats.to_record(engine.emission_time()))
+
+    def should_stop() -> bool:
+        return stopper.requested or (overlay is not None and overlay.quit)
+
+    failure: SourceError | None = None
+    try:
+        engine.run(source, on_event, should_stop, on_item)
+    except SourceError as error:  # the events were closed and written by run()
+        failure = error
+    except KeyboardInterrupt:  # a second signal: run() still wrote what it had
+        pass
+    finally:
+        source.close()
+        stats = engine.stats
+        print(stats.line(), flush=True)
+        if writer is not None:
+            writer.write(stats.to_record(engine.emission_time()))
+            writer.close()
+        if overlay is not None:
+            overlay.close()
+        model.close()
+    if isinstance(source, DemoSource):
+        print(_demo_report(source, finals), flush=True)
+    if failure is not None:
+        raise CliError(f"{failure} (the events so far were closed and written)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run loco-stream; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    for level in (logging.WARNING, logging.ERROR):
+        logging.addLevelName(level, logging.getLevelName(level).lower())
+    logging.basicConfig(format=f"{PROG}: %(levelname)s: %(message)s", level=logging.WARNING)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our messages say it
+    warnings.showwarning = lambda message, *rest, **kwargs: _warn(str(message))
+    if args.list_devices:
+        print(list_devices())
+        return 0
+    stopper = _Stopper()
+    try:
+        return _run(args, stopper)
+    except CliError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stopper.restore()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The streaming engine: online detection over timestamped frames and audio, and its outputs."""
+
+from loco_stream.stream.detector import Detector
+from loco_stream.stream.engine import StreamEngine, StreamStats
+from loco_stream.stream.output import JsonlWriter, event_line
+from loco_stream.stream.ring_buffer import FeatureRing
+from loco_stream.stream.stitch import DEFAULT_THRESHOLD, Event, StitchConfig, Stitcher
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Detector",
+    "Event",
+    "FeatureRing",
+    "JsonlWriter",
+    "StitchConfig",
+    "Stitcher",
+    "StreamEngine",
+    "StreamStats",
+    "event_line",
+]
