@@ -254,7 +254,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    graphs = sorted(args.onnx.glob("*.onnx"))
+    # loco_fp16.onnx is ONNX Runtime's fp16 copy; TensorRT builds fp16 from the fp32 graph itself
+    graphs = sorted(g for g in args.onnx.glob("*.onnx") if not g.stem.endswith("_fp16"))
     if not graphs:
         print(f"error: no *.onnx graph in {args.onnx}", file=sys.stderr)
         return 1

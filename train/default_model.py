@@ -45,16 +45,19 @@ def render(workdir: Path, counts: dict[str, int]) -> None:
         if have >= count:
             print(f"[1/6] {split}: {have} clips already rendered")
             continue
-        print(f"[1/6] rendering {count} {split} clips")
-        generate_dataset(workdir, count, SPLITS[split], split, workers=2, progress=True)
+        print(f"[1/6] rendering {count - have} {split} clips")
+        generate_dataset(
+            workdir, count - have, SPLITS[split], split, workers=2, progress=True, first=have
+        )
 
 
 def ship_weights(best: Path, out_dir: Path) -> Path:
-    """The EMA weights, config and class names only (no optimizer state): ``loco.pt``."""
+    """``loco.pt``: the EMA weights in fp16 (loaded back into fp32), config and class names only."""
     model, config, names = load_model(best)
     state = {
-        "model": model.state_dict(),
-        "ema": model.state_dict(),
+        "model": {
+            k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()
+        },
         "config": config.to_dict(),
         "class_names": names,
         "epoch": torch.load(best, weights_only=True)["epoch"],
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=ROOT / "loco_stream" / "assets" / "default_model"
     )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "edge.yaml")
-    parser.add_argument("--train-videos", type=int, default=240)
+    parser.add_argument("--train-videos", type=int, default=720)
     parser.add_argument("--val-videos", type=int, default=40)
     parser.add_argument("--test-videos", type=int, default=60)
     parser.add_argument("--extractor-clips", type=int, default=120)

@@ -151,9 +151,11 @@ def train_extractors(
     )
     report["onnx_max_abs_error"] = errors
     report["seconds"] = round(time.perf_counter() - started, 1)
-    torch.save(
-        {"audio": audio.state_dict(), "visual": visual.state_dict()}, out_dir / "extractors.pt"
-    )
+    weights = {  # fp16 on disk: the shipped model stays small
+        name: {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+        for name, net in (("audio", audio), ("visual", visual))
+    }
+    torch.save(weights, out_dir / "extractors.pt")
     return report
 
 

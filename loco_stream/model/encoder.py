@@ -15,7 +15,7 @@ from .layers import (
     sinusoidal_positions,
 )
 
-MAX_POSITIONS = 4096  # longest sequence the position table covers (steps)
+MAX_POSITIONS = 4096  # longest sequence the encoder is meant for (steps)
 
 
 class LocalSelfAttentionBlock(nn.Module):
@@ -61,9 +61,6 @@ class UnimodalEncoder(nn.Module):
             MaskedConv1d(dims[i], dims[i + 1]) for i in range(num_proj_layers)
         )
         self.projection_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_proj_layers))
-        self.register_buffer(
-            "positions", sinusoidal_positions(MAX_POSITIONS, dim), persistent=False
-        )
         self.blocks = nn.ModuleList(
             LocalSelfAttentionBlock(dim, num_heads, radius, drop_path) for _ in range(num_blocks)
         )
@@ -71,7 +68,7 @@ class UnimodalEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for conv, norm in zip(self.projection, self.projection_norms, strict=True):
             x = torch.relu(norm(conv(x, mask)))  # (B, T, D)
-        x = (x + self.positions[: x.shape[1]]) * mask[..., None]
+        x = (x + sinusoidal_positions(x.shape[1], x.shape[2], x.device)) * mask[..., None]
         for block in self.blocks:
             x = block(x, mask)
         return x

@@ -47,14 +47,17 @@ def band_bias(length: int, radius: int, device: torch.device) -> torch.Tensor:
     return (outside.float() * MASKED)[None, None]
 
 
-def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
-    """(length, dim) fixed sinusoidal position encoding (Vaswani et al.)."""
-    position = torch.arange(length, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)
-    return table
+def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """(length, dim) fixed sinusoidal position encoding (Vaswani et al.), sin/cos interleaved.
+
+    Computed for the length at hand (in the exported graph: a small constant of the window's size).
+    """
+    position = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    exponent = torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (
+        -math.log(10000.0) / dim
+    )
+    angle = position * torch.exp(exponent)  # (length, dim / 2)
+    return torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).reshape(length, dim)
 
 
 class DropPath(nn.Module):

@@ -158,8 +158,10 @@ def generate_dataset(
     workers: int = 1,
     progress: bool = False,
     duration: float | None = None,
+    first: int = 0,
 ) -> list[str]:
-    """Render clips ``0..num_videos-1`` of ``(seed, split)`` into ``out_dir``; return their ids.
+    """Render clips ``first..first+num_videos-1`` of ``(seed, split)`` into ``out_dir``; return
+    their ids. (A clip depends only on (seed, split, index), so a data set grows in pieces.)
 
     ``duration`` fixes every clip's length (for quick smoke datasets) instead of UnAV-like lengths.
 
@@ -179,7 +181,8 @@ def generate_dataset(
     for folder in (out_dir, videos):
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"cannot write into {folder}")
-    jobs = [(seed, index, split, duration, str(videos)) for index in range(num_videos)]
+    indices = range(first, first + num_videos)
+    jobs = [(seed, index, split, duration, str(videos)) for index in indices]
     entries: dict[str, dict] = {}
     with tqdm(total=num_videos, unit="clip", disable=not progress) as bar:
         for video_id, entry in _run(jobs, workers):
