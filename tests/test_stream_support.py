@@ -21,7 +21,7 @@ from loco_stream.synth import render_audio, render_frame, sample_scenario
 from loco_stream.synth.scenario import Scenario
 from tests.tiny_model import make_tiny_model_dir
 
-REAL_MODEL = "tiny"  # "default": the packaged trained model; "tiny": the random tiny one
+REAL_MODEL = "default"  # "default": the packaged trained model; "tiny": the random tiny one
 TINY_DIR_NAME = "stream_tiny_model"
 
 

@@ -75,9 +75,16 @@ def _pad(features: np.ndarray, length: int) -> torch.Tensor:
     return torch.from_numpy(padded)
 
 
-def collate(items: list[dict]) -> dict:
-    """Stack fixed-size tensors; keep per-video event lists as lists."""
-    batch = {key: torch.stack([item[key] for item in items]) for key in ("visual", "audio", "mask")}
+def collate(items: list[dict], multiple: int = 1) -> dict:
+    """Stack the windows, trimmed to the longest valid length in the batch rounded up to
+    ``multiple`` (the top level's stride): padding nobody needs costs compute. Per-video event
+    lists stay lists."""
+    longest = max(int(item["mask"].sum()) for item in items)
+    length = min(len(items[0]["mask"]), -(-longest // multiple) * multiple)
+    batch = {
+        key: torch.stack([item[key][:length] for item in items])
+        for key in ("visual", "audio", "mask")
+    }
     for key in ("video_id", "segments", "labels", "offset"):
         batch[key] = [item[key] for item in items]
     return batch

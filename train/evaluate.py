@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from loco_stream.config import Config, ConfigError, load_config
+from loco_stream.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+)
 from loco_stream.evaluation import (
     EvaluationResult,
     evaluate,
@@ -87,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model, stored, names = load_model(args.checkpoint)
-        config = load_config(args.config, args.overrides) if args.config else stored
+        if args.config:
+            config = load_config(args.config, args.overrides)
+        else:  # the checkpoint's own config, with the overrides on top
+            config = config_from_dict(apply_overrides(stored.to_dict(), args.overrides))
         if args.config and config.model != stored.model:
             raise ConfigError("--config's model section differs from the checkpoint's; drop it")
         split = args.split or config.data.test_split

@@ -18,12 +18,13 @@ INF = float("inf")
 
 
 class PointGrid:
-    """Positions, strides and regression ranges of every point of a window, all (N,)."""
+    """Positions, strides and regression ranges of every point of a T-step window, all (N,)."""
 
-    def __init__(self, config: ModelConfig) -> None:
-        self.positions, self.strides = point_grid(config.window, config.num_levels)
+    def __init__(self, config: ModelConfig, length: int | None = None) -> None:
+        length = length or config.window  # T of the batches this grid labels
+        self.positions, self.strides = point_grid(length, config.num_levels)
         ranges = [
-            torch.tensor([low, high], dtype=torch.float32).expand(config.window // 2**level, 2)
+            torch.tensor([low, high], dtype=torch.float32).expand(length // 2**level, 2)
             for level, (low, high) in enumerate(config.regression_ranges)
         ]
         self.ranges = torch.cat(ranges)  # (N, 2)

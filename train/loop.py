@@ -8,6 +8,7 @@ Rank 0 alone logs, validates and writes; every rank computes the same losses on 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -134,7 +135,12 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         )
     else:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(train_config.seed))
-    loader = DataLoader(dataset, train_config.batch_size, sampler=sampler, collate_fn=collate)
+    loader = DataLoader(
+        dataset,
+        train_config.batch_size,
+        sampler=sampler,
+        collate_fn=functools.partial(collate, multiple=config.model.max_stride),
+    )
 
     device = training_device(train_config.device)
     model = LoCo(config.model).to(device)
@@ -166,7 +172,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         )
     network = DistributedDataParallel(model) if world_size > 1 else model
 
-    grid = PointGrid(config.model)
+    grids: dict[int, PointGrid] = {}  # batch length -> its point grid
     iterations_per_epoch = len(loader)
     total_iterations = train_config.epochs * iterations_per_epoch
     warmup_iterations = train_config.warmup_epochs * iterations_per_epoch
@@ -195,6 +201,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
             for key in ("visual", "audio", "mask"):
                 batch[key] = batch[key].to(device)
             output = network(batch["visual"], batch["audio"], batch["mask"])
+            length = batch["mask"].shape[1]
+            grid = grids.setdefault(length, PointGrid(config.model, length))
             losses = compute_losses(output, batch, grid, normalizer, config, world_size)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()

@@ -1,7 +1,7 @@
 """Train and score every model variant on the same features: what each idea of LoCo buys.
 
-    python -m train.variants --config configs/edge.yaml [--variants loco baseline ...]
-        [section.key=value ...]
+    python -m train.variants --config configs/edge.yaml [section.key=value ...]
+        [--variants loco baseline ...]
 
 Each variant trains with the config's settings into ``<train.output_dir>_<variant>``, is selected
 on the validation split and scored on the test split; a markdown table of test mAP (0.5–0.9 and

@@ -112,6 +112,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--hop must be at least 1 step")
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if not 0 <= args.threshold <= 1:
+        parser.error("--threshold is a score, between 0 and 1")
 
 
 class _Reopening(MediaSource):
@@ -267,13 +269,14 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         raise CliError(str(error)) from None
     try:
         source = _open_source(args)
-    except SourceError as error:
+    except (SourceError, CliError) as error:
         model.close()
         raise CliError(str(error)) from None
     try:
         writer = JsonlWriter(args.output) if args.output is not None else None
     except OSError as error:
         source.close()
+        model.close()
         raise CliError(f"cannot write --output '{args.output}': {error.strerror}") from None
     print(f"model: {model.description}; source: {source.description}", flush=True)
 

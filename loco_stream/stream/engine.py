@@ -154,17 +154,21 @@ class StreamEngine:
                     on_item(item)
                 for event in self.push(item):
                     on_event(event)
-                self.stats.wall_seconds = time.perf_counter() - began
+                self._take_source_stats(source, began)
                 if should_stop():
                     break
         finally:
-            source_stats = source.stats
-            self.stats.dropped_frames = source_stats.dropped_frames
-            self.stats.audio_overflows = source_stats.overflows
+            self._take_source_stats(source, began)
             for event in self.finish():
                 on_event(event)
             self.stats.wall_seconds = time.perf_counter() - began
         return self.stats
+
+    def _take_source_stats(self, source: MediaSource, began: float) -> None:
+        source_stats = source.stats
+        self.stats.dropped_frames = source_stats.dropped_frames
+        self.stats.audio_overflows = source_stats.overflows
+        self.stats.wall_seconds = time.perf_counter() - began
 
     def _process(self, steps: Iterable[Step]) -> list[Event]:
         events: list[Event] = []

@@ -4,17 +4,20 @@ Rules (STREAMING.md; the values in `StitchConfig` were chosen by measurement, se
 
 - **Match.** A window's candidates, best first, are matched to the tracks of their class by tIoU
   computed inside the window's span (a track longer than the window is compared by the part the
-  window sees, so events longer than the window stay one track). A candidate mostly covered by a
-  track of its class (``absorb_overlap`` of its length) is a duplicate of it and is dropped.
-- **Track.** An unmatched candidate scoring at least ``threshold`` starts a pending track. Every
-  match raises the track's score to the best score seen and refines its boundaries: a boundary at
-  the window's edge is cut by the window, not observed, and only moves the end outwards (an
-  ongoing event); observed boundaries are averaged, weighted by score.
+  window sees, so events longer than the window stay one track). A candidate mostly inside a
+  better candidate of this window or a track of its class (``absorb_overlap`` of its length) is a
+  duplicate (soft-NMS keeps such alternatives) and is dropped.
+- **Track.** An unmatched candidate scoring at least ``threshold`` starts a pending track. A match
+  refines the track's boundaries: a boundary at the window's edge is cut by the window, not seen,
+  and only moves the end outwards (an ongoing event); seen boundaries are averaged, weighted by
+  score. The track's score is its latest match's, the one with the most context.
 - **Open.** A pending track is opened (a ``start`` record) once matched in ``confirm_windows``
-  consecutive windows; a pending track that misses a window is dropped.
+  consecutive windows with a score of at least ``threshold``; one that misses a window is dropped.
 - **Close.** An open track is closed (an ``end`` record, final) once its end lies ``close_after``
-  seconds behind the newest step. Closed tracks stay while windows still see them, absorbing their
-  own re-detections, so nothing is emitted twice and nothing emitted is ever changed.
+  behind the newest step, unless a candidate of its class adjoins it and reaches the newest
+  steps (short of right context, the model places the end of an ongoing event early), for at most
+  ``max_hold`` more. Closed tracks stay while windows see them and absorb their re-detections, so
+  nothing is emitted twice and nothing emitted ever changes.
 - **End of stream.** Open tracks close with what is known; pending tracks that were never missed
   and reach ``threshold`` are emitted too (the stream ended before they could be confirmed).
 """
@@ -36,7 +39,9 @@ class StitchConfig:
 
     threshold: float = DEFAULT_THRESHOLD  # minimum score of emitted events (and of new tracks)
     confirm_windows: int = 2  # consecutive windows that must see a track before it opens
-    close_after: float = 1.0  # a track closes once its end lies this far behind the newest step
+    close_after: float = 1.0  # a track may close once its end lies this far behind the newest step
+    hold_reach: float = 1.0  # ...unless a candidate of its class adjoins it and ends this near now
+    max_hold: float = 4.0  # ...for at most this long
     match_iou: float = 0.3  # least tIoU (inside the window) between a candidate and its track
     absorb_overlap: float = 0.5  # a candidate this much inside a track of its class is a duplicate
     support_ratio: float = 0.5  # candidates from threshold * this up may match (not start) tracks
@@ -74,7 +79,7 @@ class _Track:
     label_id: int
     start: float
     end: float
-    score: float  # best candidate score so far
+    score: float  # score of the latest matching candidate (the best informed)
     id: int | None = None  # given when the track opens
     hits: int = 1  # consecutive windows that matched it
     closed: bool = False
@@ -114,12 +119,18 @@ class Stitcher:
                 track.hits = 0  # a pending track must be seen in consecutive windows
         self._tracks = [t for t in self._tracks if t.hits > 0 or t.id is not None]
         events: list[Event] = []
+        config = self.config
         for track in sorted(self._tracks, key=lambda t: t.start):
-            if track.id is None and track.hits >= self.config.confirm_windows:
+            confirmed = track.hits >= config.confirm_windows and track.score >= config.threshold
+            if track.id is None and confirmed:
                 events.append(self._open(track, emitted_at))
-            if track.id is not None and not track.closed:
-                if now - track.end >= self.config.close_after:
-                    events.append(self._close(track, emitted_at))
+            if track.id is None or track.closed:
+                continue
+            behind = now - track.end
+            if behind >= config.close_after + config.max_hold or (
+                behind >= config.close_after and not self._held(track, found, now)
+            ):
+                events.append(self._close(track, emitted_at))
         # closed tracks are kept while windows still see them, to absorb their re-detections
         self._tracks = [t for t in self._tracks if not t.closed or t.end > window_start]
         return events
@@ -171,6 +182,20 @@ class Stitcher:
                 matched.add(track)
         return matched
 
+    def _held(self, track: _Track, found: Segments, now: float) -> bool:
+        """Whether a candidate of the track's class adjoins it and reaches the newest steps: the
+        event may go on while the model, short of right context, still places its end early."""
+        config = self.config
+        return bool(
+            np.any(
+                (found.label == track.label_id)
+                & (found.score >= config.candidate_floor)
+                & (found.end >= now - config.hold_reach)
+                & (found.start <= track.end + config.edge_seconds)
+                & (found.end > track.start)
+            )
+        )
+
     def _covered(self, start: float, end: float, spans: list[tuple[float, float]]) -> bool:
         """Whether one of ``spans`` holds ``absorb_overlap`` of [start, end]."""
         least = self.config.absorb_overlap * (end - start)
@@ -179,7 +204,7 @@ class Stitcher:
     def _refine(self, track: _Track, start: float, end: float, score: float, w: _Window) -> None:
         """Update a track with a matching candidate (module docstring, "Track")."""
         edge = self.config.edge_seconds
-        track.score = max(track.score, score)
+        track.score = score
         if not (w.full and start <= w.start + edge):  # the start is observed
             track.start_sum += score * start
             track.start_weight += score

@@ -1,0 +1,90 @@
+"""The shipped default model: complete, small, TensorRT-ready, re-exportable, and it detects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.trt_readiness import check_trt_readiness
+from loco_stream.cli.detect import detect_clip
+from loco_stream.evaluation import evaluate, load_predictions
+from loco_stream.model_dir import DEFAULT_MODEL_DIR, ModelDir
+from loco_stream.synth import sample_scenario, write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE_LIMIT = 20 * 2**20  # everything shipped, in bytes
+
+
+@pytest.fixture(scope="module")
+def model() -> ModelDir:
+    return ModelDir()  # no path: the packaged default
+
+
+def test_default_model_is_complete_and_small(model):
+    files = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
+    for name in ("loco.onnx", "audio_extractor.onnx", "visual_extractor.onnx", "loco.pt"):
+        assert name in files
+    assert sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()) < SIZE_LIMIT
+    assert len(model.info.classes) == 16 and model.info.window == 256
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    assert card["test_average_mAP"] > 0
+
+
+def test_default_graphs_are_tensorrt_ready():
+    for name in ("loco.onnx", "audio_extractor.onnx", "visual_extractor.onnx"):
+        assert check_trt_readiness(DEFAULT_MODEL_DIR / name) == [], name
+
+
+@pytest.mark.slow
+def test_default_model_detects_the_events_of_a_fresh_clip(model, tmp_path):
+    """A clip the model never saw (a seed outside every split used for training): its events are
+    found with the right class and boundaries."""
+    hits = 0
+    truth, predictions = {}, {}
+    for index in range(3):
+        scenario = sample_scenario(seed=777, index=index, duration=30.0, split="fresh")
+        path = tmp_path / f"{scenario.video_id}.mp4"
+        write_clip(scenario, path)
+        entries, duration = detect_clip(model, path)
+        assert duration == pytest.approx(30.0, abs=0.25)
+        truth[scenario.video_id] = [(s, e, k) for s, e, k in scenario.events]
+        predictions[scenario.video_id] = entries
+        for start, end, label in scenario.events:
+            confident = [p for p in entries if p["score"] >= 0.3 and p["label_id"] == label]
+            hits += any(
+                min(end, p["segment"][1]) - max(start, p["segment"][0])
+                > 0.5 * (max(end, p["segment"][1]) - min(start, p["segment"][0]))
+                for p in confident
+            )
+    total = sum(len(v) for v in truth.values())
+    assert hits >= 0.6 * total, f"{hits} of {total} events found"
+    result = evaluate(truth, load_predictions({"results": predictions}))
+    assert result.mAP[0] > 50.0  # at tIoU 0.1
+
+
+@pytest.mark.slow
+def test_default_checkpoint_re_exports_and_matches_the_shipped_graph(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "export/to_onnx.py", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    feed = {
+        "visual": rng.standard_normal((1, 256, 128), dtype=np.float32),
+        "audio": rng.standard_normal((1, 256, 128), dtype=np.float32),
+        "mask": np.ones((1, 256), np.float32),
+    }
+    shipped = ort.InferenceSession(str(DEFAULT_MODEL_DIR / "loco.onnx")).run(None, feed)
+    fresh = ort.InferenceSession(str(tmp_path / "loco.onnx")).run(None, feed)
+    np.testing.assert_allclose(fresh[0], shipped[0], atol=1e-4)
