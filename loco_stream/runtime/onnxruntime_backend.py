@@ -112,6 +112,8 @@ class OnnxRuntimeBackend(Backend):
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # idle threads must not spin: the stream's three sessions take turns on the same cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
