@@ -24,6 +24,7 @@ from loco_stream.config import Config, ConfigError, DataConfig, ModelConfig, loa
 from loco_stream.model import LoCo
 from loco_stream.runtime import open_backend
 from loco_stream.runtime.torch_backend import TorchBackend, window_graph, window_metadata
+from tests.tiny_model import tiny_model_config
 from train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,23 +34,13 @@ to_onnx = importlib.import_module("export.to_onnx")
 common = importlib.import_module("export.common")
 readiness = importlib.import_module("export.trt_readiness")
 
-TINY = ModelConfig(
+TINY = tiny_model_config(
     visual_dim=24,
     audio_dim=16,
     num_classes=5,
-    window=32,
-    embed_dim=16,
-    head_dim=16,
-    num_heads=2,
-    num_encoder_blocks=1,
-    encoder_radius=3,
-    num_levels=3,
     regression_ranges=[[0, 4], [4, 8], [8, 10000]],
-    cdp_radius=3,
-    lcc_dim=8,
     num_head_layers=2,
     class_aware_regression=True,
-    drop_path=0.0,
 )
 CLASSES = ["dog", "guitar", "car", "bell", "rain"]
 HOP = 2

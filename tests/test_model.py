@@ -9,29 +9,13 @@ from loco_stream.config import VARIANTS, ModelConfig
 from loco_stream.model import LoCo, WindowGraph, locality_loss
 from loco_stream.model.cdp import CrossModalBlock
 from loco_stream.model.lcc import LocalityCorrespondenceCorrection
+from tests.tiny_model import tiny_model_config
 
 torch.set_num_threads(2)
 
 
 def small_config(**overrides) -> ModelConfig:
-    values = dict(
-        visual_dim=12,
-        audio_dim=6,
-        num_classes=3,
-        window=32,
-        embed_dim=16,
-        head_dim=16,
-        num_heads=2,
-        num_encoder_blocks=1,
-        encoder_radius=3,
-        num_levels=3,
-        regression_ranges=[[0, 4], [4, 8], [8, 1000]],
-        cdp_radius=3,
-        lcc_dim=8,
-        drop_path=0.0,
-    )
-    values.update(overrides)
-    return ModelConfig(**values)
+    return tiny_model_config(**{"visual_dim": 12, "audio_dim": 6, **overrides})
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -16,12 +16,13 @@ from loco_stream.model import LoCo
 TINY_SPEC = StepSpec(step_seconds=0.25, sample_rate=16000, frames_per_step=4, frame_size=32)
 
 
-def tiny_config(num_classes: int = 3, window: int = 32) -> Config:
-    model = ModelConfig(
+def tiny_model_config(**overrides) -> ModelConfig:
+    """A LoCo small enough to train, export and test in seconds; ``overrides`` change any field."""
+    values = dict(
         visual_dim=8,
         audio_dim=8,
-        num_classes=num_classes,
-        window=window,
+        num_classes=3,
+        window=32,
         embed_dim=16,
         head_dim=16,
         num_heads=2,
@@ -33,6 +34,11 @@ def tiny_config(num_classes: int = 3, window: int = 32) -> Config:
         lcc_dim=8,
         drop_path=0.0,
     )
+    return ModelConfig(**{**values, **overrides})
+
+
+def tiny_config(num_classes: int = 3, window: int = 32) -> Config:
+    model = tiny_model_config(num_classes=num_classes, window=window)
     return Config(model=model, data=DataConfig(step_seconds=0.25, step_offset=0.125))
 
 
