@@ -54,6 +54,6 @@ def virtual_mic() -> Iterator[VirtualMicrophone]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random model directory (3 classes, window 32, hop 4), exported once per session."""
-    from tiny_model import make_tiny_model_dir  # imports torch: only for tests that ask
+    from tiny_model import session_tiny_model_dir  # imports torch: only for tests that ask
 
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny_model"))
+    return session_tiny_model_dir(tmp_path_factory)

@@ -68,18 +68,28 @@ def make_clip(
             out.mux(video.encode(frame))
         out.mux(video.encode())
         if audio_rate:
-            tone = sine(tone_hz, duration, audio_rate)
-            planes = np.ascontiguousarray(np.tile(tone, (channels, 1)))
-            for start in range(0, len(tone), 1024):
-                frame = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(planes[:, start : start + 1024]),
-                    format="fltp",
-                    layout=audio.layout.name,
-                )
-                frame.sample_rate, frame.pts = audio_rate, start
-                out.mux(audio.encode(frame))
-            out.mux(audio.encode())
+            mux_tone_frames(out, audio, sine(tone_hz, duration, audio_rate), audio_rate, channels)
     return path
+
+
+def mux_tone_frames(
+    out: av.container.OutputContainer,
+    stream: av.audio.stream.AudioStream,
+    wave: np.ndarray,
+    rate: int,
+    channels: int,
+) -> None:
+    """Encode mono ``wave`` (copied to every channel) into ``stream`` in 1024-sample frames."""
+    planes = np.ascontiguousarray(np.tile(wave, (channels, 1)))
+    for start in range(0, len(wave), 1024):
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(planes[:, start : start + 1024]),
+            format="fltp",
+            layout=stream.layout.name,
+        )
+        frame.sample_rate, frame.pts = rate, start
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
 
 
 def bars_image(index: int, size: tuple[int, int]) -> np.ndarray:

@@ -19,19 +19,15 @@ from loco_stream.postprocess import Segments
 from loco_stream.stream.stitch import Event
 from loco_stream.synth import render_audio, render_frame, sample_scenario
 from loco_stream.synth.scenario import Scenario
-from tests.tiny_model import make_tiny_model_dir
+from tests.media import mux_tone_frames
+from tests.tiny_model import session_tiny_model_dir
 
 REAL_MODEL = "default"  # "default": the packaged trained model; "tiny": the random tiny one
-TINY_DIR_NAME = "stream_tiny_model"
 
 
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random model directory, exported once per test session."""
-    folder = tmp_path_factory.getbasetemp() / TINY_DIR_NAME
-    if not (folder / WINDOW_GRAPH).is_file():
-        folder.mkdir(exist_ok=True)
-        make_tiny_model_dir(folder)
-    return folder
+    return session_tiny_model_dir(tmp_path_factory)
 
 
 def real_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -62,17 +58,7 @@ def write_scenario_clip(
             frame.pts, frame.time_base = k, fractions.Fraction(1, fps)
             out.mux(video.encode(frame))
         out.mux(video.encode())
-        wave = render_audio(scenario, sample_rate)
-        planes = np.ascontiguousarray(np.tile(wave, (channels, 1)))
-        for start in range(0, len(wave), 1024):
-            chunk = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(planes[:, start : start + 1024]),
-                format="fltp",
-                layout=audio.layout.name,
-            )
-            chunk.sample_rate, chunk.pts = sample_rate, start
-            out.mux(audio.encode(chunk))
-        out.mux(audio.encode())
+        mux_tone_frames(out, audio, render_audio(scenario, sample_rate), sample_rate, channels)
     return path
 
 

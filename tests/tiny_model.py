@@ -58,3 +58,15 @@ def make_tiny_model_dir(out_dir: Path, seed: int = 0, hop: int = 4) -> Path:
         visual_dim=8,
     )
     return out_dir
+
+
+SESSION_DIR_NAME = "tiny_model"
+
+
+def session_tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny model directory of this test session, exported on first use only."""
+    folder = tmp_path_factory.getbasetemp() / SESSION_DIR_NAME
+    if not (folder / "loco.onnx").is_file():
+        folder.mkdir(exist_ok=True)
+        make_tiny_model_dir(folder)
+    return folder

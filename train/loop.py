@@ -202,7 +202,9 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
                 batch[key] = batch[key].to(device)
             output = network(batch["visual"], batch["audio"], batch["mask"])
             length = batch["mask"].shape[1]
-            grid = grids.setdefault(length, PointGrid(config.model, length))
+            if length not in grids:
+                grids[length] = PointGrid(config.model, length)
+            grid = grids[length]
             losses = compute_losses(output, batch, grid, normalizer, config, world_size)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()

@@ -88,11 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         media_seconds += duration
         write_json_atomically(args.output, {"results": results})  # results so far survive
         if args.plot:
-            gt = (
-                [{"segment": [s, e], "label_id": k} for s, e, k in truth.get(path.stem, [])]
-                if path.stem in truth
-                else None
-            )
+            gt = None  # drawn only for clips the annotation file knows
+            if path.stem in truth:
+                gt = [{"segment": [s, e], "label_id": k} for s, e, k in truth[path.stem]]
             plot_timeline(
                 args.plot / f"{path.stem}.png", path.name, duration, entries, model.info.classes, gt
             )
