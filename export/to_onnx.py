@@ -8,8 +8,9 @@ Writes ``DIR/loco.onnx``: ``WindowGraph``, (visual (1,T,Dv), audio (1,T,Da), mas
 exporter (``torch.onnx.export(..., dynamo=True)``: it exports nn.LayerNorm as single
 LayerNormalization nodes and keeps every shape static; no fallback exporter is needed), with the
 ``loco_stream`` metadata (classes, step timing, window, hop, decode and model configs) in its
-metadata_props. No further simplification is run: the exporter's optimiser already folds
-constants and merges common subexpressions (onnxsim is not a dependency). Then, a line per stage:
+metadata_props. The exporter's optimiser folds constants and merges common subexpressions; the
+constants it folded once per attention block (the same (T, T) relative positions) are then
+stored once (``export/initializers.py``). onnxsim is not a dependency. Then, a line per stage:
 
 1. the graph: ``onnx.checker``, the TensorRT readiness check of ``export/trt_readiness.py``
    (supported ops; no If, Loop, Scan or NonZero; static shapes; no decomposed LayerNorm), and
@@ -57,6 +58,7 @@ if __package__ in (None, ""):  # run as `python export/to_onnx.py`: make `export
 
 import loco_stream  # noqa: E402
 from export.common import write_metadata  # noqa: E402
+from export.initializers import share_identical_initializers  # noqa: E402
 from export.trt_readiness import check_trt_readiness  # noqa: E402
 from loco_stream.config import Config, ConfigError, ModelConfig, config_from_dict  # noqa: E402
 from loco_stream.model import LoCo  # noqa: E402
@@ -117,6 +119,7 @@ def export_graph(
     except Exception as err:  # the exporter raises many types; its message says what failed
         raise ExportError(f"the dynamo exporter failed on {type(module).__name__}: {err}") from err
     model = program.model_proto
+    share_identical_initializers(model)
     write_metadata(model, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
