@@ -133,3 +133,27 @@ def test_label_assignment_follows_regression_ranges():
         start = grid.positions[i] - reg[i, 0] * grid.strides[i]
         end = grid.positions[i] + reg[i, 1] * grid.strides[i]
         torch.testing.assert_close(torch.stack([start, end]), segments[1])
+
+
+def test_variants_score_finished_runs_and_resume_stopped_ones(tmp_path, capsys):
+    from train import variants
+
+    annotations = make_planted_dataset(tmp_path, {"train": 8, "validation": 4, "test": 4})
+    overrides = planted_config_overrides(tmp_path, annotations) + ["train.val_every=1"]
+    command = ["--config", str(SMOKE), "--quiet", *overrides]
+    chosen = ["--variants", "loco", "audio_only"]
+    assert variants.main([*command, "train.epochs=1", *chosen]) == 0
+    run = tmp_path / "run_loco" / "metrics.jsonl"
+    assert len(run.read_text().splitlines()) == 1
+    capsys.readouterr()
+
+    assert variants.main([*command, "train.epochs=1", *chosen]) == 0
+    printed = capsys.readouterr().out
+    assert "loco: already trained" in printed and "audio_only: already trained" in printed
+    assert "| loco |" in printed and "| audio_only |" in printed
+    assert len(run.read_text().splitlines()) == 1  # scored, not retrained
+
+    assert variants.main([*command, "train.epochs=2", "--variants", "loco"]) == 0
+    assert [json.loads(line)["epoch"] for line in run.read_text().splitlines()] == [1, 2]
+    table = json.loads((tmp_path / "run_variants.json").read_text())
+    assert set(table) == {"loco"}
