@@ -73,21 +73,29 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=ROOT / "loco_stream" / "assets" / "default_model"
     )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "edge.yaml")
-    parser.add_argument("--train-videos", type=int, default=720)
+    parser.add_argument("--train-videos", type=int, default=1200)
     parser.add_argument("--val-videos", type=int, default=40)
     parser.add_argument("--test-videos", type=int, default=60)
     parser.add_argument("--extractor-clips", type=int, default=120)
     parser.add_argument("--extractor-epochs", type=int, default=4)
     parser.add_argument("overrides", nargs="*", help="section.key=value for the LoCo config")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
     workdir, out_dir = args.workdir, args.out
     out_dir.mkdir(parents=True, exist_ok=True)
+    stage_seconds: dict[str, int] = {}  # the stages this call ran -> their wall time
+    clock = time.perf_counter()
+
+    def timed(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stage_seconds[stage] = round(now - clock)
+        clock = now
 
     render(
         workdir,
         {"train": args.train_videos, "validation": args.val_videos, "test": args.test_videos},
     )
+    timed("render")
 
     if (out_dir / "audio_extractor.onnx").exists() and (out_dir / "visual_extractor.onnx").exists():
         print("[2/6] extractors already trained")
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print("[2/6] training the extractors")
         report = train_extractors(workdir, out_dir, 16, args.extractor_clips, args.extractor_epochs)
         print(json.dumps(report))
+        timed("extractors")
 
     features = workdir / "features"
     videos = sorted((workdir / "videos").glob("*.mp4"))
@@ -104,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print(f"feature extraction failed for {len(failures)} clips: {failures}", file=sys.stderr)
         return 1
+    timed("features")
 
     overrides = [
         f"data.annotations={workdir / 'annotations.json'}",
@@ -117,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("[4/6] training LoCo")
         best = train(config)
+        timed("loco")
 
     model, config, names = load_model(best)
     result, _ = evaluate_split(model, config, names, config.data.test_split)
@@ -130,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         window_inputs(config.model, config.model.window, 2),
     )
     ship_weights(best, out_dir)
+    timed("score_and_export")
     card = {
         "test_average_mAP": round(result.average, 2),
         "test_mAP": dict(
@@ -141,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             "validation": args.val_videos,
             "test": args.test_videos,
         },
-        "build_seconds": round(time.perf_counter() - started),
+        "epochs": config.train.epochs,
+        "stage_seconds": stage_seconds,  # stages skipped by this call (output found) are absent
         "command": "python -m train.default_model",
     }
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
