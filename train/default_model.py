@@ -37,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"train": 1, "validation": 2, "test": 3}  # split -> generator seed
 
 
-def render(workdir: Path, counts: dict[str, int]) -> None:
+def render(workdir: Path, counts: dict[str, int]) -> int:
+    """Render the clips each split still lacks; returns how many were rendered."""
+    rendered = 0
     annotations = workdir / "annotations.json"
     existing = json.loads(annotations.read_text())["database"] if annotations.exists() else {}
     for split, count in counts.items():
@@ -49,6 +51,8 @@ def render(workdir: Path, counts: dict[str, int]) -> None:
         generate_dataset(
             workdir, count - have, SPLITS[split], split, workers=2, progress=True, first=have
         )
+        rendered += count - have
+    return rendered
 
 
 def ship_weights(best: Path, out_dir: Path) -> Path:
@@ -91,11 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         stage_seconds[stage] = round(now - clock)
         clock = now
 
-    render(
-        workdir,
-        {"train": args.train_videos, "validation": args.val_videos, "test": args.test_videos},
-    )
-    timed("render")
+    counts = {"train": args.train_videos, "validation": args.val_videos, "test": args.test_videos}
+    if render(workdir, counts):
+        timed("render")
 
     if (out_dir / "audio_extractor.onnx").exists() and (out_dir / "visual_extractor.onnx").exists():
         print("[2/6] extractors already trained")
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print(f"feature extraction failed for {len(failures)} clips: {failures}", file=sys.stderr)
         return 1
-    timed("features")
+    if todo:
+        timed("features")
 
     overrides = [
         f"data.annotations={workdir / 'annotations.json'}",
