@@ -6,8 +6,9 @@
 2. train the audio and visual extractors and export them (``train.extractors``);
 3. extract features for every clip with those exported graphs (``train.extract_features``);
 4. train LoCo (``configs/edge.yaml``), keeping the best checkpoint on the validation split;
-5. score it on the test split with the reference evaluator;
-6. export ``loco.onnx`` (checked against torch) and the weights into the model directory.
+5. store its EMA weights in fp16 (``loco.pt``) and score those on the test split with the
+   reference evaluator;
+6. export ``loco.onnx`` from the same weights (checked against torch).
 
 Stages whose output already exists are skipped, so an interrupted build resumes.
 """
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         best = train(config)
         timed("loco")
 
-    model, config, names = load_model(best)
+    shipped = ship_weights(best, out_dir)  # what ships is scored and exported: fp16 weights
+    model, config, names = load_model(shipped)
     result, _ = evaluate_split(model, config, names, config.data.test_split)
     print(f"[5/6] test avg mAP {result.average:.2f}  mAP {[round(m, 2) for m in result.mAP]}")
 
@@ -143,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         path,
         window_inputs(config.model, config.model.window, 2),
     )
-    ship_weights(best, out_dir)
     timed("score_and_export")
     card = {
         "test_average_mAP": round(result.average, 2),
