@@ -25,6 +25,7 @@ from loco_stream.evaluation import (  # noqa: E402
     load_ground_truth,
     load_predictions,
 )
+from loco_stream.postprocess import temporal_iou  # noqa: E402
 
 BUCKETS_S = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, float("inf")))
 
@@ -34,15 +35,12 @@ def best_matching_score(
 ) -> float:
     """The highest score of a same-class prediction overlapping ``event`` by >= ``min_tiou``."""
     start, end, label = event
-    best = 0.0
-    for p_start, p_end, p_label, score in predictions:
-        if p_label != label:
-            continue
-        inter = max(0.0, min(end, p_end) - max(start, p_start))
-        union = max(end, p_end) - min(start, p_start)
-        if union > 0 and inter / union >= min_tiou:
-            best = max(best, score)
-    return best
+    same_class = [p for p in predictions if p[2] == label]
+    if not same_class:
+        return 0.0
+    starts, ends, _, scores = (np.array(column) for column in zip(*same_class, strict=True))
+    overlapping = temporal_iou(start, end, starts, ends) >= min_tiou
+    return float(scores[overlapping].max()) if overlapping.any() else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

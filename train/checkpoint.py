@@ -15,6 +15,12 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or does not fit the model it is loaded into."""
 
 
+def half_precision(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with its floating-point tensors in fp16 (for shipped weights: half the size;
+    ``load_state_dict`` casts them back to the model's fp32)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+
+
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write atomically (temp file + rename) so an interrupted save never leaves half a file."""
     path = Path(path)

@@ -21,14 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from export.to_onnx import export_window_graph, verify_against_torch, window_inputs
 from loco_stream.config import load_config
 from loco_stream.runtime.torch_backend import window_graph
 from loco_stream.synth import generate_dataset
 
-from .checkpoint import load_model, save_checkpoint
+from .checkpoint import half_precision, load_checkpoint, load_model, save_checkpoint
 from .evaluate import evaluate_split
 from .extract_features import extract_folder
 from .extractors import train_extractors
@@ -58,16 +56,14 @@ def render(workdir: Path, counts: dict[str, int]) -> int:
 
 def ship_weights(best: Path, out_dir: Path) -> Path:
     """``loco.pt``: the EMA weights in fp16 (loaded back into fp32), config and class names only."""
-    model, config, names = load_model(best)
-    state = {
-        "model": {
-            k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()
-        },
-        "config": config.to_dict(),
-        "class_names": names,
-        "epoch": torch.load(best, weights_only=True)["epoch"],
+    state = load_checkpoint(best)
+    shipped = {
+        "model": half_precision(state["ema"]),
+        "config": state["config"],
+        "class_names": state["class_names"],
+        "epoch": state["epoch"],
     }
-    save_checkpoint(out_dir / "loco.pt", state)
+    save_checkpoint(out_dir / "loco.pt", shipped)
     return out_dir / "loco.pt"
 
 

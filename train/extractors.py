@@ -26,6 +26,8 @@ from loco_stream.features.media import MediaError, file_steps
 from loco_stream.features.networks import AudioEncoder, PresenceClassifier, VisualEncoder
 from loco_stream.features.steps import StepSpec
 
+from .checkpoint import half_precision
+
 DEFAULT_SPEC = StepSpec(step_seconds=0.25, sample_rate=16000, frames_per_step=4, frame_size=96)
 FEATURE_DIM = 128
 PRESENT_FRACTION = 0.5  # a class is present in a step if it covers at least half of it
@@ -151,11 +153,11 @@ def train_extractors(
     )
     report["onnx_max_abs_error"] = errors
     report["seconds"] = round(time.perf_counter() - started, 1)
-    weights = {  # fp16 on disk: the shipped model stays small
-        name: {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-        for name, net in (("audio", audio), ("visual", visual))
+    weights = {
+        "audio": half_precision(audio.state_dict()),
+        "visual": half_precision(visual.state_dict()),
     }
-    torch.save(weights, out_dir / "extractors.pt")
+    torch.save(weights, out_dir / "extractors.pt")  # fp16 on disk: the shipped model stays small
     return report
 
 
