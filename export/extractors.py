@@ -51,7 +51,7 @@ def export_extractors(
     rng = np.random.default_rng(seed)
 
     def waveform() -> dict:
-        return {"waveform": (0.3 * rng.standard_normal((1, spec.samples_per_step))).astype("f4")}
+        return {"waveform": (0.3 * rng.standard_normal((1, spec.samples_per_window))).astype("f4")}
 
     def frames() -> dict:
         size = (1, spec.frames_per_step, spec.frame_size, spec.frame_size, 3)

@@ -1,13 +1,20 @@
 """Cutting timestamped media into steps: the one definition shared by training and serving.
 
-Step ``i`` covers stream time ``[i * step, (i + 1) * step)``. Its inputs are
+Step ``i`` covers stream time ``[i * step, (i + 1) * step)``; ``step`` is the extractors' hop.
+What its extractors look at is a *context window* ending at the step's end ``E = (i + 1) * step``,
+so a live step is computed the moment it completes:
 
-- audio: the ``samples_per_step`` samples of that interval on the 16 kHz stream grid (a gap in the
+- audio: the last ``audio_window_seconds`` before ``E`` on the 16 kHz stream grid (a gap in the
   audio is filled with silence; samples that arrive for time already covered are dropped);
 - video: ``frames_per_step`` frames, the picture *on screen* at ``frames_per_step`` evenly spaced
-  instants inside the step (the latest frame at or before each instant: sample-and-hold), each
-  resized to ``frame_size`` x ``frame_size``. Variable frame rates, dropped frames and any camera
-  rate therefore give the same kind of input as the 16 fps files the model was trained on.
+  instants inside the last ``visual_window_seconds`` before ``E`` (the latest frame at or before
+  each instant: sample-and-hold), each resized to ``frame_size`` x ``frame_size``. Variable frame
+  rates, dropped frames and any camera rate therefore give the same kind of input.
+
+A window as long as the step (the default) is the step itself. The first steps of a stream, whose
+window reaches back before time 0, are padded: audio with silence, video with the first frame
+(sample-and-hold clipped to the first picture). Files and streams share this code, so they pad
+alike.
 
 A step is complete once audio reaches its end and a frame at or after its end has arrived (or the
 stream has ended). Only complete steps are emitted; the last partial step of a stream is dropped.
@@ -22,29 +29,56 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..config import ConfigError
 from ..sources.base import AudioBlock, VideoFrame
 
 AUDIO_JITTER_SECONDS = 0.02  # block timestamps this close to the expected time count as contiguous
+FRAME_TIME_EPSILON = 1e-6  # a frame this close after an instant counts as on screen (float noise)
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    """Shape of one step's inputs (stored in the extractor graphs' metadata)."""
+    """The hop and the context windows of one step's inputs (stored in the extractor graphs'
+    metadata). A window left as None is the step itself."""
 
-    step_seconds: float = 0.25
+    step_seconds: float = 0.25  # hop between steps
     sample_rate: int = 16000
-    frames_per_step: int = 4
-    frame_size: int = 64
+    frames_per_step: int = 4  # frames sampled over the visual window
+    frame_size: int = 64  # frames are resized to frame_size x frame_size
+    audio_window_seconds: float | None = None  # last W seconds of audio before the step's end
+    visual_window_seconds: float | None = None  # frames sampled over the last W seconds
+
+    def __post_init__(self) -> None:
+        for name in ("audio_window_seconds", "visual_window_seconds"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.step_seconds)
+        for name in ("step_seconds", "audio_window_seconds", "visual_window_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"StepSpec.{name} must be positive, got {getattr(self, name)}")
+        if self.frames_per_step < 1 or self.frame_size < 1:
+            raise ConfigError("StepSpec.frames_per_step and frame_size must be at least 1")
 
     @property
     def samples_per_step(self) -> int:
+        """Hop in samples."""
         return int(round(self.step_seconds * self.sample_rate))
+
+    @property
+    def samples_per_window(self) -> int:
+        """Audio input of one step, in samples."""
+        return int(round(self.audio_window_seconds * self.sample_rate))
+
+    def frame_instants(self, step: int) -> np.ndarray:
+        """(frames_per_step,) stream times whose pictures make step ``step``'s video input."""
+        window = self.visual_window_seconds
+        start = (step + 1) * self.step_seconds - window
+        return start + (np.arange(self.frames_per_step) + 0.5) * (window / self.frames_per_step)
 
 
 @dataclass
 class Step:
     index: int  # step i covers [i * step_seconds, (i + 1) * step_seconds)
-    audio: np.ndarray  # (samples_per_step,) float32
+    audio: np.ndarray  # (samples_per_window,) float32, ending at the step's end
     frames: np.ndarray  # (frames_per_step, frame_size, frame_size, 3) uint8 RGB
 
 
@@ -58,8 +92,8 @@ def resize_frame(image: np.ndarray, size: int) -> np.ndarray:
 class StepAssembler:
     """Feed ``VideoFrame``s and ``AudioBlock``s (any order between kinds); take complete ``Step``s.
 
-    Memory is bounded: audio is kept from the first incomplete step on, frames only as far back as
-    the first incomplete step needs.
+    Memory is bounded: audio and frames are kept only as far back as the context windows of the
+    first incomplete step reach.
     """
 
     def __init__(self, spec: StepSpec) -> None:
@@ -117,33 +151,41 @@ class StepAssembler:
         return self._ended or self._latest_frame_time >= (step + 1) * self.spec.step_seconds
 
     def _frames_of(self, step: int) -> np.ndarray:
-        """Sample-and-hold: the latest frame at or before each instant of the step."""
-        spec = self.spec
-        instants = (step + (np.arange(spec.frames_per_step) + 0.5) / spec.frames_per_step) * (
-            spec.step_seconds
-        )
+        """Sample-and-hold: the latest frame at or before each instant (the first frame for
+        instants before it)."""
+        instants = self.spec.frame_instants(step)
         times = np.array([t for t, _ in self._frames])
-        chosen = np.clip(np.searchsorted(times, instants, side="right") - 1, 0, None)
+        on_screen = np.searchsorted(times, instants + FRAME_TIME_EPSILON, side="right") - 1
+        chosen = np.clip(on_screen, 0, None)
         return np.stack([self._frames[i][1] for i in chosen])
 
     def steps(self) -> Iterator[Step]:
         """Every step that is complete now, in order."""
-        spec = self.spec
         while self._audio_ready(self.next_step) and self._video_ready(self.next_step):
             step = self.next_step
-            begin = step * spec.samples_per_step - self._audio_start
-            audio = self._audio[begin : begin + spec.samples_per_step].copy()
+            audio = self._audio_window(step)
             frames = self._frames_of(step)
             self.next_step += 1
             self._forget_before(self.next_step)
             yield Step(step, audio, frames)
 
+    def _audio_window(self, step: int) -> np.ndarray:
+        """(samples_per_window,) the audio ending at the step's end, silence before time 0."""
+        end = (step + 1) * self.spec.samples_per_step - self._audio_start
+        begin = end - self.spec.samples_per_window
+        if begin >= 0:
+            return self._audio[begin:end].copy()
+        return np.concatenate([np.zeros(-begin, dtype=np.float32), self._audio[:end]])
+
     def _forget_before(self, step: int) -> None:
-        drop = step * self.spec.samples_per_step - self._audio_start
+        """Drop what the windows of step ``step`` and later no longer reach."""
+        spec = self.spec
+        window_start = (step + 1) * spec.samples_per_step - spec.samples_per_window
+        drop = window_start - self._audio_start
         if drop > 0:
             self._audio = self._audio[drop:]
             self._audio_start += drop
-        start_time = step * self.spec.step_seconds
-        # keep the last frame at or before the step start (it is on screen then), drop older ones
+        start_time = spec.frame_instants(step)[0] + FRAME_TIME_EPSILON
+        # keep the last frame at or before the first instant (it is on screen then), drop older ones
         while len(self._frames) > 1 and self._frames[1][0] <= start_time:
             self._frames.popleft()
