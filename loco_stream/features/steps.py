@@ -96,11 +96,11 @@ class StepAssembler:
     first incomplete step reach.
     """
 
-    def __init__(self, spec: StepSpec) -> None:
+    def __init__(self, spec: StepSpec, first_step: int = 0) -> None:
         self.spec = spec
-        self.next_step = 0
+        self.next_step = first_step  # a stream restarted after a gap begins at a later step
         self._audio = np.zeros(0, dtype=np.float32)  # samples from _audio_start on
-        self._audio_start = 0  # global sample index of _audio[0]
+        self._audio_start = first_step * spec.samples_per_step  # global sample index of _audio[0]
         self._frames: deque[tuple[float, np.ndarray]] = deque()  # (t, resized frame)
         self._latest_frame_time = -np.inf
         self._ended = False

@@ -5,6 +5,7 @@ from loco_stream.stream.engine import StreamEngine, StreamStats
 from loco_stream.stream.output import JsonlWriter, event_line
 from loco_stream.stream.ring_buffer import FeatureRing
 from loco_stream.stream.stitch import DEFAULT_THRESHOLD, Event, StitchConfig, Stitcher
+from loco_stream.stream.timeline import StreamStalled
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -15,6 +16,7 @@ __all__ = [
     "StitchConfig",
     "Stitcher",
     "StreamEngine",
+    "StreamStalled",
     "StreamStats",
     "event_line",
 ]

@@ -1,7 +1,12 @@
-"""The embedding API: push frames and audio with their times, get audio-visual events back."""
+"""The embedding API: push frames and audio with their times, get audio-visual events back.
+
+Everything pushed is checked at the door, and either handled in a documented way or refused
+with one `ValueError` naming the problem (see `Detector`); nothing non-finite reaches a graph.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -14,6 +19,15 @@ from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, MonoResampler, VideoF
 from .engine import StreamEngine, StreamStats
 from .stitch import DEFAULT_THRESHOLD, Event, StitchConfig
 
+MAX_CHANNELS = 32  # more columns than this in a (N, C) block: not channels-last audio
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # Hz, the rates push_audio accepts
+MAX_ABS_TIME = 1e10  # s; larger "seconds" are another unit (a clock in ns or us?)
+FLOAT_PEAK_LIMIT = 2.0  # float samples beyond this are not [-1, 1] audio (unscaled PCM?)
+RATE_CHECK_SECONDS = 5.0  # audio (of contiguous blocks) over which the declared rate is checked
+RATE_TOLERANCE = 0.07  # samples per second of timestamps may differ this much from the rate
+RATE_CHECK_GAP_SECONDS = 0.25  # a pause between blocks longer than this is a gap, not jitter
+COMMON_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+
 
 class Detector:
     """A real-time audio-visual event detector fed by the application.
@@ -25,11 +39,23 @@ class Detector:
             print(event.type, event.label, event.start, event.end)
         remaining = detector.close()                # closes open events
 
-    Times are seconds on one clock shared by frames and audio (the first sample at or near 0).
-    Each event is a `start` (confirmed, still going) or an `end` (final) record; ``on_event``, if
-    given, is called with each event as it is emitted, in emission order, in the thread that
-    pushed the data that produced it (holding the lock), and the event is then not queued for
-    ``events()``.
+    Times are seconds on one clock shared by frames and audio, starting anywhere: the stream
+    starts at the first item pushed (``origin``, in the caller's clock) and event times are
+    seconds since then. Each event is a `start` (confirmed, still going) or an `end` (final)
+    record; ``on_event``, if given, is called with each event as it is emitted, in emission
+    order, in the thread that pushed the data that produced it (holding the lock), and the event
+    is then not queued for ``events()``.
+
+    What is checked (a `ValueError` names the problem, and the item is not used):
+    ``threshold`` in [0, 1]; ``hop`` 1 to the window; frames (H, W, 3) uint8 with H, W > 0;
+    audio (N,) or (N, channels) channels-last (a (2, N) block is refused as channels-first),
+    finite, float in [-1, 1] or integer PCM (scaled by its dtype's range: int16 / 32768,
+    uint8 centred at 128), at a declared rate of 1 to 384 kHz that agrees with its timestamps
+    (checked over 5 s of audio); times finite seconds. Handled: items whose time goes back are
+    dropped and counted (``stats.clock_regressions``, warned once); a gap in one modality is
+    filled up to 10 s, a longer one closes the stream so far and restarts it at the new time;
+    one modality 30 s ahead of the other (which stopped) raises `StreamStalled` once (after its
+    events are out), its buffer is dropped and the detector goes on.
 
     Thread-safety: every method holds one internal (re-entrant) lock, so frames and audio may be
     pushed from different threads (a camera thread and an audio callback, say) while another
@@ -47,14 +73,22 @@ class Detector:
         hop: int | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
+        if not _is_number(threshold) or not 0 <= threshold <= 1:
+            raise ValueError(f"threshold is a score, between 0 and 1; got {threshold!r}")
         self._owns_model = not isinstance(model, ModelDir)
         self.model = ModelDir(model, backend, threads) if self._owns_model else model
-        self._engine = StreamEngine(self.model, StitchConfig(threshold=threshold), hop)
+        try:
+            self._engine = StreamEngine(self.model, StitchConfig(threshold=threshold), hop)
+        except ValueError:
+            self._close_model()
+            raise
         self._on_event = on_event
         self._ready: deque[Event] = deque()
         self._resampler: MonoResampler | None = None
+        self._rate_check = _RateCheck(TARGET_SAMPLE_RATE)
         self._lock = threading.RLock()
         self._closed = False
+        self.origin: float | None = None  # the caller's time of the stream's start
 
     @property
     def classes(self) -> list[str]:
@@ -65,35 +99,53 @@ class Detector:
         return self._engine.stats
 
     def push_frame(self, image: np.ndarray, t: float) -> None:
-        """Add a video frame: ``image`` (H, W, 3) uint8 RGB shown at stream time ``t`` seconds."""
+        """Add a video frame: ``image`` (H, W, 3) uint8 RGB shown at time ``t`` seconds."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
                 f"a frame must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}"
             )
-        self._deliver(VideoFrame(float(t), image))
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"a frame must have pixels, got an empty {image.shape} image")
+        t = _check_time(t)
+        with self._lock:
+            self._check_open()
+            self._emit(self._engine.push(VideoFrame(max(self._stream_time(t), 0.0), image)))
 
     def push_audio(
         self, samples: np.ndarray, t: float, sample_rate: int = TARGET_SAMPLE_RATE
     ) -> None:
-        """Add consecutive samples (N,) or (N, channels) in [-1, 1], the first at ``t`` seconds;
-        any rate and channel count (mixed to mono, resampled to 16 kHz)."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim not in (1, 2):
-            raise ValueError(f"audio must be (N,) or (N, channels), got shape {samples.shape}")
+        """Add consecutive samples (N,) or (N, channels), the first at ``t`` seconds: float in
+        [-1, 1] or integer PCM, at ``sample_rate`` Hz (mixed to mono, resampled to 16 kHz)."""
+        samples = _check_samples(samples)
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+        if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(
+                f"sample_rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+            )
+        sample_rate = int(sample_rate)
+        t = _check_time(t)
         with self._lock:
             self._check_open()
+            if self._rate_check.rate != sample_rate:
+                self._rate_check = _RateCheck(sample_rate)
+            self._rate_check.add(t, len(samples))
+            t = self._stream_time(t)
             if sample_rate == TARGET_SAMPLE_RATE:
                 mono = samples.mean(axis=1) if samples.ndim == 2 else samples
-                blocks = [*self._flush_resampler(), AudioBlock(float(t), mono, sample_rate)]
+                skip = min(len(mono), math.ceil(-t * sample_rate)) if t < 0 else 0
+                block = AudioBlock(t + skip / sample_rate, mono[skip:], sample_rate)
+                blocks = [*self._flush_resampler(), block]
             else:
                 if self._resampler is None or self._resampler.input_rate != sample_rate:
                     blocks = self._flush_resampler()
                     self._resampler = MonoResampler(sample_rate)
                 else:
                     blocks = []
-                blocks.append(self._resampler.push(samples, float(t)))
-            self._emit([e for b in blocks if b is not None for e in self._engine.push(b)])
+                blocks.append(self._resampler.push(samples, t))
+            blocks = [b for b in blocks if b is not None and len(b.samples)]
+            self._emit([e for b in blocks for e in self._engine.push(b)])
 
     def events(self) -> Iterator[Event]:
         """The events emitted since the last call, oldest first; never waits."""
@@ -114,11 +166,10 @@ class Detector:
             self._closed = True
             events = [e for b in self._flush_resampler() for e in self._engine.push(b)]
             events += self._engine.finish()
-            self._emit(events)
+            self._emit(events, report_stall=False)
             remaining = list(self._ready) if self._on_event is None else events
             self._ready.clear()
-            if self._owns_model:
-                self.model.close()
+            self._close_model()
             return remaining
 
     def __enter__(self) -> Detector:
@@ -127,25 +178,121 @@ class Detector:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _deliver(self, item: VideoFrame) -> None:
-        with self._lock:
-            self._check_open()
-            self._emit(self._engine.push(item))
+    def _stream_time(self, t: float) -> float:
+        """The caller's time ``t`` as stream time (the first item pushed is 0)."""
+        if self.origin is None:
+            self.origin = t
+        return t - self.origin
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the detector is closed: make a new one for a new stream")
 
+    def _close_model(self) -> None:
+        if self._owns_model:
+            self.model.close()
+
     def _flush_resampler(self) -> list[AudioBlock]:
         if self._resampler is None:
             return []
         block, self._resampler = self._resampler.flush(), None
-        return [block] if block is not None else []
+        return [block] if block is not None and len(block.samples) else []
 
-    def _emit(self, events: list[Event]) -> None:
-        """Hand events to ``on_event``, or queue them for ``events()`` (the lock is held)."""
+    def _emit(self, events: list[Event], report_stall: bool = True) -> None:
+        """Hand events to ``on_event``, or queue them for ``events()`` (the lock is held); then
+        report a stall that began, if any."""
         if self._on_event is None:
             self._ready.extend(events)
         else:
             for event in events:
                 self._on_event(event)
+        stall = self._engine.take_stall()
+        if stall is not None and report_stall:
+            raise stall
+
+
+class _RateCheck:
+    """Refuses audio whose declared rate disagrees with its timestamps: over ``RATE_CHECK_SECONDS``
+    of contiguous blocks (pauses longer than ``RATE_CHECK_GAP_SECONDS`` are skipped), the samples
+    received per second of timestamps must be the declared rate within ``RATE_TOLERANCE``."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._previous: tuple[float, int] | None = None  # (t, samples) of the last block
+        self._samples = 0  # samples of the blocks measured so far
+        self._seconds = 0.0  # time their timestamps advanced
+
+    def add(self, t: float, samples: int) -> None:
+        previous, self._previous = self._previous, (t, samples)
+        if previous is None or samples == 0:
+            return
+        elapsed = t - previous[0]
+        if elapsed <= 0 or elapsed - previous[1] / self.rate > RATE_CHECK_GAP_SECONDS:
+            return  # back in time (the stream counts it) or a pause: not a measure of the rate
+        self._samples += previous[1]
+        self._seconds += elapsed
+        if self._seconds < RATE_CHECK_SECONDS:
+            return
+        measured = self._samples / self._seconds
+        self._samples, self._seconds = 0, 0.0
+        if abs(measured / self.rate - 1) > RATE_TOLERANCE:
+            likely = min(COMMON_RATES, key=lambda r: abs(r - measured))
+            raise ValueError(
+                f"audio declared at {self.rate} Hz comes at {measured:.0f} samples per second of "
+                f"its timestamps (like {likely} Hz?): pass the rate the samples are at "
+                "(push_audio(samples, t, sample_rate=...))"
+            )
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _check_time(t: float) -> float:
+    """``t`` as a float of finite seconds, or a ValueError."""
+    if not _is_number(t) or not math.isfinite(t):
+        raise ValueError(f"a time must be finite seconds, got {t!r}")
+    if abs(t) >= MAX_ABS_TIME:
+        raise ValueError(f"time {t!r} is not in seconds (over 300 years); pass seconds")
+    return float(t)
+
+
+def _check_samples(samples: np.ndarray) -> np.ndarray:
+    """(N,) or (N, C) float32 samples in [-1, 1] from a float or integer PCM array, or a
+    ValueError naming what is wrong."""
+    samples = np.asarray(samples)
+    if samples.ndim not in (1, 2):
+        raise ValueError(f"audio must be (N,) or (N, channels), got shape {samples.shape}")
+    if samples.ndim == 2:
+        rows, columns = samples.shape
+        if columns > MAX_CHANNELS and rows <= MAX_CHANNELS:
+            raise ValueError(
+                f"audio of shape {samples.shape} looks like (channels, N): pass (N, channels), "
+                "e.g. samples.T"
+            )
+        if columns == 0 or columns > MAX_CHANNELS:
+            raise ValueError(
+                f"audio of shape {samples.shape} has {columns} channels; give (N, channels) "
+                f"with 1 to {MAX_CHANNELS} channels"
+            )
+    if np.issubdtype(samples.dtype, np.integer) and samples.dtype != np.bool_:
+        info = np.iinfo(samples.dtype)
+        middle = (int(info.max) + int(info.min) + 1) / 2  # 0 for signed, 128 for uint8
+        scale = (int(info.max) - int(info.min) + 1) / 2  # 32768 for int16
+        return ((samples.astype(np.float64) - middle) / scale).astype(np.float32)
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise ValueError(
+            f"audio must be float samples in [-1, 1] or integer PCM, got dtype {samples.dtype}"
+        )
+    samples = samples.astype(np.float32, copy=False)
+    if not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).sum())
+        raise ValueError(f"audio holds {bad} NaN or Inf samples; push finite samples in [-1, 1]")
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak > FLOAT_PEAK_LIMIT:
+        raise ValueError(
+            f"float audio must lie in [-1, 1], but its peak is {peak:g}: is it unscaled integer "
+            "PCM? pass the integer array itself (scaled by its dtype), or divide it (by 32768 for "
+            "16-bit)"
+        )
+    return samples

@@ -7,6 +7,8 @@ Stream time is the sources' clock (t=0 at the first sample). A window runs when 
 completes with ``(i + 1) % hop == 0``; it sees the last T steps (left-aligned with a padding mask
 while fewer exist), so the newest step it sees ends at ``(i + 1) * step_seconds``. At the end of
 the stream the steps not yet seen by a window get one more window, then open events are closed.
+Times that go back, long gaps and a modality that stops are handled by `Timeline` (a long gap or
+a stall closes the stream so far and restarts it at the new time).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..postprocess import Segments, decode, steps_to_seconds
 from ..sources.base import Item, MediaSource, VideoFrame
 from .ring_buffer import FeatureRing
 from .stitch import Event, StitchConfig, Stitcher
+from .timeline import StreamStalled, Timeline, Verdict
 
 Clock = Callable[[], float]  # stream time of "now", for live sources
 
@@ -41,6 +44,10 @@ class StreamStats:
     dropped_frames: int = 0  # frames the camera dropped because processing fell behind
     audio_gap_seconds: float = 0.0  # missing audio, filled with silence
     audio_overflows: int = 0  # times the microphone lost samples
+    clock_regressions: int = 0  # items dropped (audio: in part) because their time went back
+    restarts: int = 0  # times a gap of over MAX_FILL_SECONDS or a stall restarted the stream
+    skipped_seconds: float = 0.0  # stream time not analysed because of restarts
+    stalls: int = 0  # times one modality ran MAX_AHEAD_SECONDS ahead of the other
     media_seconds: float = 0.0  # stream time covered by complete steps
     compute_seconds: float = 0.0  # extraction, windows, decoding, stitching
     wall_seconds: float = 0.0  # the whole run, reading the source included
@@ -68,7 +75,9 @@ class StreamStats:
             f"stats: {self.media_seconds:.1f} s of media, {self.frames} frames "
             f"({self.dropped_frames} dropped), {self.steps} steps, {self.windows} windows, "
             f"{self.events} events, audio gaps {self.audio_gap_seconds:.2f} s "
-            f"({self.audio_overflows} overflows), real-time factor {self.real_time_factor:.3f} "
+            f"({self.audio_overflows} overflows), {self.clock_regressions} clock regressions, "
+            f"{self.restarts} restarts ({self.skipped_seconds:.1f} s skipped), "
+            f"real-time factor {self.real_time_factor:.3f} "
             f"(wall {self.wall_factor:.3f})"
         )
 
@@ -76,7 +85,8 @@ class StreamStats:
 class StreamEngine:
     """Push `VideoFrame`s and `AudioBlock`s (16 kHz mono) in stream time; get `Event`s back.
 
-    ``hop`` (steps between windows) defaults to the model's ``hop_steps``. ``clock`` gives the
+    ``hop`` (steps between windows, 1 to the window) defaults to the model's ``hop_steps``.
+    ``clock`` gives the
     stream time of emission for live sources; without it ``emitted_at`` is the data's time (the
     end of the newest step), as for a file read faster than real time. Not thread-safe: one
     caller at a time (`Detector` adds a lock).
@@ -91,9 +101,14 @@ class StreamEngine:
     ) -> None:
         info = model.info
         self.model = model
-        self.hop = hop or info.hop_steps
-        if self.hop < 1:
-            raise ValueError(f"hop must be at least 1 step, got {self.hop}")
+        self.hop = info.hop_steps if hop is None else hop
+        if isinstance(self.hop, bool) or not isinstance(self.hop, (int, np.integer)):
+            raise ValueError(f"hop must be a whole number of steps, got {self.hop!r}")
+        if not 1 <= self.hop <= info.window:
+            raise ValueError(
+                f"hop must be between 1 and the window ({info.window} steps), got {self.hop}: "
+                "a longer hop leaves steps that no window sees"
+            )
         self.stitcher = Stitcher(info.classes, stitch)
         floor = max(info.decode.score_threshold, self.stitcher.config.candidate_floor)
         self._decode = dataclasses.replace(info.decode, score_threshold=floor)
@@ -101,7 +116,10 @@ class StreamEngine:
         self.assembler = StepAssembler(model.spec)
         self.ring = FeatureRing(info.window, info.visual_dim, info.audio_dim)
         self.stats = StreamStats()
+        self.timeline = Timeline()
+        self._first_step = 0  # the stream's first step (after a restart, the restart's)
         self._seen_by_window = 0  # steps before this one were seen by some window
+        self._past_gap_seconds = 0.0  # audio gaps of the assemblers before a restart
         self._finished = False
 
     @property
@@ -116,10 +134,22 @@ class StreamEngine:
             self.stats.frames += 1
         else:
             self.stats.audio_seconds += item.duration
-        self.assembler.add(item)
-        events = self._process(self.assembler.steps())
+        verdict = self.timeline.admit(item, self.now)
+        events: list[Event] = []
+        if verdict in (Verdict.RESTART, Verdict.STALL):
+            events += self._restart(item.t)
+        if verdict is not Verdict.DROP:
+            self.assembler.add(item)
+            events += self._process(self.assembler.steps())
+        self.stats.clock_regressions = self.timeline.regressions
+        self.stats.stalls = self.timeline.stalls
         self.stats.compute_seconds += time.perf_counter() - began
         return events
+
+    def take_stall(self) -> StreamStalled | None:
+        """A stall (one modality stopped) that began since the last call, to report, if any."""
+        message = self.timeline.take_stall()
+        return StreamStalled(message) if message else None
 
     def finish(self) -> list[Event]:
         """End of stream: the last steps, a last window if steps are unseen, open events closed."""
@@ -127,13 +157,29 @@ class StreamEngine:
             return []
         self._finished = True
         began = time.perf_counter()
+        events = self._close_stream()
+        self.stats.compute_seconds += time.perf_counter() - began
+        return events
+
+    def _close_stream(self) -> list[Event]:
+        """The last steps, a last window if steps are unseen, open events closed."""
         self.assembler.end()
         events = self._process(self.assembler.steps())
         if self.ring.next_step > self._seen_by_window:
             events += self._window()
-        events += self._count(self.stitcher.flush(self.emission_time()))
-        self.stats.audio_gap_seconds = self.assembler.audio_gap_seconds
-        self.stats.compute_seconds += time.perf_counter() - began
+        return events + self._count(self.stitcher.flush(self.emission_time()))
+
+    def _restart(self, t: float) -> list[Event]:
+        """Close the stream so far and start a new one at the step holding time ``t``."""
+        events = self._close_stream()
+        info = self.model.info
+        first = max(int(t // info.step_seconds), self.ring.next_step)
+        self.stats.restarts += 1
+        self.stats.skipped_seconds += (first - self.ring.next_step) * info.step_seconds
+        self._past_gap_seconds += self.assembler.audio_gap_seconds
+        self.assembler = StepAssembler(self.model.spec, first_step=first)
+        self.ring = FeatureRing(info.window, info.visual_dim, info.audio_dim, first_step=first)
+        self._first_step = self._seen_by_window = first
         return events
 
     def run(
@@ -145,8 +191,9 @@ class StreamEngine:
     ) -> StreamStats:
         """Stream ``source`` until it ends or ``should_stop()``; ``on_event`` gets every event as
         it is emitted, ``on_item`` every item before it is processed. However the loop ends (a
-        source error included), the stream is finished and its last events are handed out. The
-        source is not closed here."""
+        source error included), the stream is finished and its last events are handed out. A
+        stall (one modality stopped) raises `StreamStalled` after its events. The source is not
+        closed here."""
         began = time.perf_counter()
         try:
             for item in source:
@@ -154,6 +201,9 @@ class StreamEngine:
                     on_item(item)
                 for event in self.push(item):
                     on_event(event)
+                stall = self.take_stall()
+                if stall is not None:
+                    raise stall
                 self._take_source_stats(source, began)
                 if should_stop():
                     break
@@ -179,7 +229,7 @@ class StreamEngine:
             self.stats.media_seconds = self.now
             if self.ring.next_step % self.hop == 0:
                 events += self._window()
-        self.stats.audio_gap_seconds = self.assembler.audio_gap_seconds
+        self.stats.audio_gap_seconds = self._past_gap_seconds + self.assembler.audio_gap_seconds
         return events
 
     def _window(self) -> list[Event]:
@@ -193,7 +243,8 @@ class StreamEngine:
         self._seen_by_window = self.ring.next_step
         emitted_at = self.emission_time()
         window_start = first * info.step_seconds
-        return self._count(self.stitcher.update(found, window_start, now, first > 0, emitted_at))
+        cut = first > self._first_step  # the window's left edge cuts events
+        return self._count(self.stitcher.update(found, window_start, now, cut, emitted_at))
 
     def emission_time(self) -> float:
         """Stream time of "now": the clock's for a live source, else the newest step's end."""

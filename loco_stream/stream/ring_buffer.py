@@ -13,17 +13,18 @@ import numpy as np
 class FeatureRing:
     """A bounded ring of the last ``window`` steps' (visual, audio) features and their validity."""
 
-    def __init__(self, window: int, visual_dim: int, audio_dim: int) -> None:
+    def __init__(self, window: int, visual_dim: int, audio_dim: int, first_step: int = 0) -> None:
         self.window = window
-        self._visual = np.zeros((window, visual_dim), np.float32)  # (T, Dv), slot = step % T
+        self._origin = first_step  # the first step pushed (a restarted stream's is later than 0)
+        self._visual = np.zeros((window, visual_dim), np.float32)  # (T, Dv), a slot per step
         self._audio = np.zeros((window, audio_dim), np.float32)  # (T, Da)
         self._valid = np.zeros(window, np.float32)  # (T,) 1 where the slot holds a step
-        self.next_step = 0  # index of the step the next push must carry
+        self.next_step = first_step  # index of the step the next push must carry
 
     @property
     def first_step(self) -> int:
         """Index of the oldest step held (the first step of the window)."""
-        return max(0, self.next_step - self.window)
+        return max(self._origin, self.next_step - self.window)
 
     @property
     def size(self) -> int:
@@ -34,7 +35,7 @@ class FeatureRing:
         """Store step ``index``'s visual (Dv,) and audio (Da,) features; steps come in order."""
         if index != self.next_step:
             raise ValueError(f"step {index} pushed, but step {self.next_step} was expected next")
-        slot = index % self.window
+        slot = (index - self._origin) % self.window
         self._visual[slot] = visual
         self._audio[slot] = audio
         self._valid[slot] = 1.0
@@ -43,8 +44,9 @@ class FeatureRing:
     def window_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """visual (1, T, Dv), audio (1, T, Da), mask (1, T): the held steps oldest first, then
         padding (mask 0) while fewer than T steps were pushed. Row 0 is step ``first_step``."""
-        if self.next_step <= self.window:  # not wrapped yet: slots are already in time order
+        pushed = self.next_step - self._origin
+        if pushed <= self.window:  # not wrapped yet: slots are already in time order
             order = np.arange(self.window)
         else:
-            order = (np.arange(self.window) + self.next_step) % self.window
+            order = (np.arange(self.window) + pushed) % self.window
         return self._visual[order][None], self._audio[order][None], self._valid[order][None]
