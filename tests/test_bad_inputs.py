@@ -1,0 +1,254 @@
+"""Bad input gets a clear answer (the README's table of bad inputs, one test a row).
+
+Detector rows first (the default model on a synthetic scene, or the tiny model where only the
+plumbing matters), then the command-line tools.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from loco_stream.model_dir import ModelDir
+from loco_stream.sources.base import AudioBlock, VideoFrame
+from loco_stream.sources.demo import DemoSource
+from loco_stream.stream.detector import Detector
+from loco_stream.stream.stitch import Event
+from loco_stream.stream.timeline import StreamStalled
+from tests.test_stream_support import (
+    assert_well_formed,
+    finals,
+    real_model_dir,
+    tiny_model_dir,
+    tiou,
+)
+
+SCENE_SEED = 334  # a demo scenario with two clear events inside its first 20 s
+SCENE_SECONDS = 20.0
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> ModelDir:
+    return ModelDir(tiny_model_dir(tmp_path_factory), threads=1)
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> ModelDir:
+    return ModelDir(real_model_dir(tmp_path_factory))
+
+
+@pytest.fixture(scope="module")
+def scene_items() -> list:
+    """20 s of a demo scenario: 16 fps frames and 0.25-s blocks of 16 kHz audio."""
+    return list(DemoSource(seed=SCENE_SEED, duration=SCENE_SECONDS, realtime=False))
+
+
+def detect(model: ModelDir, items: list, shift: float = 0.0, audio=None) -> tuple[list, Detector]:
+    """Push ``items`` with their times shifted by ``shift`` (audio through ``audio(block)``, a
+    function returning (samples, sample_rate)); returns every event and the closed detector."""
+    events: list[Event] = []
+    detector = Detector(model, on_event=events.append)
+    for item in items:
+        if isinstance(item, VideoFrame):
+            detector.push_frame(item.image, item.t + shift)
+        else:
+            samples, rate = (item.samples, 16000) if audio is None else audio(item)
+            detector.push_audio(samples, item.t + shift, sample_rate=rate)
+    detector.close()
+    return events, detector
+
+
+@pytest.fixture(scope="module")
+def reference(real: ModelDir, scene_items: list) -> list[Event]:
+    events, _ = detect(real, scene_items)
+    assert len(finals(events)) >= 2, "the scene's two events are the reference"
+    return finals(events)
+
+
+def same_events(events: list[Event], reference: list[Event]) -> bool:
+    mine = finals(events)
+    return len(mine) == len(reference) and all(
+        a.label_id == b.label_id and tiou((a.start, a.end), (b.start, b.end)) > 0.9
+        for a, b in zip(mine, reference, strict=True)
+    )
+
+
+# ---- Detector: samples ----
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_audio_with_a_non_finite_sample_is_refused(tiny: ModelDir, bad: float) -> None:
+    detector = Detector(tiny)
+    samples = np.zeros(4000, np.float32)
+    samples[1234] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        detector.push_audio(samples, 2.0)
+    detector.push_audio(np.zeros(4000, np.float32), 2.0)  # the detector goes on
+    assert detector.stats.audio_seconds == 0.25
+
+
+def test_integer_pcm_is_scaled_by_its_dtype(
+    real: ModelDir, scene_items: list, reference: list[Event]
+) -> None:
+    def int16(block: AudioBlock):
+        return np.round(np.clip(block.samples, -1, 1) * 32767).astype(np.int16), 16000
+
+    events, _ = detect(real, scene_items, audio=int16)
+    assert same_events(events, reference), (finals(events), reference)
+
+
+def test_unscaled_float_pcm_is_refused(tiny: ModelDir) -> None:
+    samples = (np.sin(np.arange(4000) / 5) * 20000).astype(np.float32)  # int16 range as floats
+    with pytest.raises(ValueError, match="unscaled integer"):
+        Detector(tiny).push_audio(samples, 0.0)
+
+
+def test_channels_first_stereo_is_refused(tiny: ModelDir) -> None:
+    with pytest.raises(ValueError, match=r"looks like \(channels, N\)"):
+        Detector(tiny).push_audio(np.zeros((2, 4000), np.float32), 0.0)
+
+
+def test_audio_at_one_rate_declared_as_another_is_refused(tiny: ModelDir) -> None:
+    """44.1 kHz blocks pushed with the default rate (16 kHz): their timestamps say otherwise."""
+    detector = Detector(tiny)
+    block = np.zeros(2756, np.float32)  # 1/16 s at 44.1 kHz
+    with pytest.raises(ValueError, match=r"declared at 16000 Hz.*44100 Hz"):
+        for k in range(16 * 10):
+            detector.push_audio(block, k / 16)
+
+
+def test_a_rate_that_agrees_with_jittery_timestamps_and_a_pause_is_accepted(
+    tiny: ModelDir,
+) -> None:
+    detector = Detector(tiny)
+    rng = np.random.default_rng(0)
+    t = 0.0
+    for k in range(16 * 12):
+        detector.push_audio(np.zeros(3000, np.float32), t + rng.uniform(-0.01, 0.01), 48000)
+        t += 1 / 16 + (2.0 if k == 50 else 0.0)  # a 2-s pause once
+    assert detector.stats.audio_seconds > 11
+
+
+def test_an_empty_frame_and_a_nan_time_are_refused(tiny: ModelDir) -> None:
+    detector = Detector(tiny)
+    with pytest.raises(ValueError, match="must have pixels"):
+        detector.push_frame(np.zeros((0, 0, 3), np.uint8), 0.0)
+    for bad in (np.nan, np.inf, "1.0", None):
+        with pytest.raises(ValueError, match="finite seconds"):
+            detector.push_frame(np.zeros((8, 8, 3), np.uint8), bad)
+        with pytest.raises(ValueError, match="finite seconds"):
+            detector.push_audio(np.zeros(160, np.float32), bad)
+    assert detector.stats.frames == 0 and detector.stats.audio_seconds == 0
+
+
+# ---- Detector: times ----
+
+
+@pytest.mark.parametrize("shift", [-100.0, 1.7e9])  # all negative; a Unix-time clock
+def test_a_stream_may_start_at_any_clock_value(
+    real: ModelDir, scene_items: list, reference: list[Event], shift: float
+) -> None:
+    events, detector = detect(real, scene_items, shift=shift)
+    assert detector.origin == shift
+    assert same_events(events, reference), (finals(events), reference)
+
+
+def test_times_that_go_back_are_dropped_counted_and_warned_once(
+    tiny: ModelDir, scene_items: list
+) -> None:
+    detector = Detector(tiny)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for item in scene_items:
+            back = 3.0 if 8.0 <= item.t < 9.0 else 0.0  # one second of the clock 3 s late
+            if isinstance(item, VideoFrame):
+                detector.push_frame(item.image, item.t - back)
+            else:
+                detector.push_audio(item.samples, item.t - back)
+    detector.close()
+    went_back = [w for w in caught if "clock went backwards" in str(w.message)]
+    assert len(went_back) == 1, [str(w.message) for w in caught]
+    late = sum(8.0 <= item.t < 9.0 for item in scene_items)  # that second's frames and blocks
+    assert detector.stats.clock_regressions == late
+    assert detector.stats.steps == SCENE_SECONDS * 4  # the stream stays on its clock
+
+
+def test_a_clock_jump_of_an_hour_restarts_the_stream_without_computing_the_gap(
+    real: ModelDir, scene_items: list, reference: list[Event]
+) -> None:
+    """The scene, then the same scene an hour later: the same events twice, nothing between."""
+    events: list[Event] = []
+    detector = Detector(real, on_event=events.append)
+    for shift in (0.0, 3600.0):
+        for item in scene_items:
+            if isinstance(item, VideoFrame):
+                detector.push_frame(item.image, item.t + shift)
+            else:
+                detector.push_audio(item.samples, item.t + shift)
+    detector.close()
+    stats = detector.stats
+    assert stats.restarts == 1 and stats.skipped_seconds == pytest.approx(3600 - SCENE_SECONDS)
+    assert stats.steps == 2 * SCENE_SECONDS * 4 and stats.windows <= 2 * (SCENE_SECONDS + 1)
+    assert_well_formed(events)
+    first = [e for e in finals(events) if e.end <= SCENE_SECONDS]
+    second = [e for e in finals(events) if e.start >= 3600]
+    assert len(first) + len(second) == len(finals(events))  # nothing inside the gap
+    assert same_events(first, reference)
+    assert [e.label_id for e in second] == [e.label_id for e in reference]
+
+
+# ---- Detector: bounded memory ----
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+@pytest.mark.parametrize("only", ["video", "audio"])
+def test_one_modality_alone_is_buffered_only_to_a_bound_then_reported(
+    tiny: ModelDir, only: str
+) -> None:
+    """10 minutes of frames and no audio (or the reverse): a stall is reported once, and memory
+    stops growing (before: every frame or sample was kept, 890 MB for 30 minutes of frames)."""
+    detector = Detector(tiny)
+    image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    noise = np.random.default_rng(1).uniform(-0.5, 0.5, 4000).astype(np.float32)
+    stalls, rss = [], {}
+    for k in range(600 * 16):
+        t = k / 16
+        try:
+            if only == "video":
+                detector.push_frame(image, t)
+            elif k % 4 == 0:
+                detector.push_audio(noise, t)
+        except StreamStalled as stall:
+            stalls.append((t, str(stall)))
+        if k == 120 * 16:
+            rss["2 min"] = rss_bytes()
+    rss["10 min"] = rss_bytes()
+    missing = "audio" if only == "video" else "video"
+    assert len(stalls) == 1 and stalls[0][0] == pytest.approx(30.0, abs=0.3), stalls
+    assert f"no {missing}" in stalls[0][1]
+    assert rss["10 min"] - rss["2 min"] < 4 << 20, rss
+    assert detector.stats.stalls > 10 and detector.stats.steps == 0
+
+
+# ---- Detector: settings ----
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"hop": 0}, "between 1 and the window"),
+        ({"hop": 33}, "between 1 and the window"),  # the tiny model's window is 32 steps
+        ({"hop": 2.5}, "whole number"),
+        ({"threshold": 1.5}, "between 0 and 1"),
+        ({"threshold": float("nan")}, "between 0 and 1"),
+    ],
+)
+def test_hop_and_threshold_are_checked(tiny: ModelDir, settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Detector(tiny, **settings)
