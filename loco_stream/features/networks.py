@@ -1,7 +1,7 @@
 """The per-step feature extractors in torch (training and export; the runtime runs their ONNX).
 
 - ``AudioEncoder``: a step's waveform (B, S) -> log-mel (B, 64, frames) -> small 2-D CNN -> (B, D).
-  The STFT is a Conv1d with fixed DFT kernels, so the whole graph exports as plain ONNX ops.
+  The log-mel front end is `log_mel.LogMel`: it exports as plain ONNX ops.
 - ``VisualEncoder``: one step's frames (B, F, H, W, 3) uint8 -> the F frames and their F-1
   differences (motion) stacked as channels -> small 2-D CNN -> (B, D).
 
@@ -12,55 +12,10 @@ penultimate embedding, so LoCo still has to learn what is heard *and* seen.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 from torch import nn
 
-N_FFT = 400  # 25 ms at 16 kHz
-HOP = 160  # 10 ms
-N_MELS = 64
-MEL_RANGE = (50.0, 7600.0)  # Hz
-
-
-def mel_filterbank(
-    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
-) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) triangular filters on the HTK mel scale."""
-
-    def to_mel(hz):
-        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-    def to_hz(mel):
-        return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
-
-    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
-    rising = (bins[None, :] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
-    falling = (edges[2:, None] - bins[None, :]) / (edges[2:, None] - edges[1:-1, None])
-    return np.clip(np.minimum(rising, falling), 0.0, None).astype(np.float32)
-
-
-class LogMel(nn.Module):
-    """(B, S) waveform -> (B, N_MELS, frames) log-mel power, frames = (S - N_FFT) // HOP + 1."""
-
-    def __init__(self, sample_rate: int) -> None:
-        super().__init__()
-        window = torch.hann_window(N_FFT, periodic=True)
-        frequencies = torch.arange(N_FFT // 2 + 1, dtype=torch.float32)[:, None]
-        phase = 2 * math.pi * frequencies * torch.arange(N_FFT, dtype=torch.float32)[None] / N_FFT
-        kernels = torch.cat([torch.cos(phase), -torch.sin(phase)]) * window  # (2K, N_FFT)
-        self.register_buffer("dft", kernels[:, None, :])  # (2K, 1, N_FFT)
-        self.register_buffer(
-            "mel", torch.from_numpy(mel_filterbank(sample_rate, N_FFT, N_MELS, *MEL_RANGE))
-        )
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        spectrum = nn.functional.conv1d(waveform[:, None, :], self.dft, stride=HOP)  # (B, 2K, F)
-        real, imaginary = spectrum.chunk(2, dim=1)
-        power = real**2 + imaginary**2  # (B, K, F)
-        return torch.log(self.mel @ power + 1e-6)  # (B, N_MELS, F)
+from .log_mel import LogMel
 
 
 def conv_stack(channels: list[int]) -> nn.Sequential:
@@ -72,7 +27,7 @@ def conv_stack(channels: list[int]) -> nn.Sequential:
 
 
 class AudioEncoder(nn.Module):
-    """(B, samples_per_step) float waveform -> (B, dim) features."""
+    """(B, samples_per_window) float waveform -> (B, dim) features (any window of 25 ms or more)."""
 
     def __init__(self, sample_rate: int, dim: int, width: int = 32) -> None:
         super().__init__()
