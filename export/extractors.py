@@ -3,30 +3,40 @@
     audio_extractor.onnx    waveform (1, S) float32 -> features (1, Da)
     visual_extractor.onnx   frames (1, F, H, W, 3) uint8 -> features (1, Dv)
 
-Their ``loco_stream`` metadata records the step they cut (``StepSpec``), so the runtime assembles
-exactly the inputs they were trained on.
+Their metadata (``loco_stream.bundle.ExtractorInfo``: network, feature size, and the step they
+cut as a ``StepSpec``) is embedded in each graph and recorded in the model card, so the runtime
+assembles exactly the inputs they were trained on.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from export.to_onnx import TOLERANCE, ExportError, export_graph, verify_against_torch
+from loco_stream.bundle import (
+    AUDIO_GRAPH,
+    VISUAL_GRAPH,
+    ExtractorInfo,
+    embedded_metadata,
+    package_version,
+)
 from loco_stream.features.steps import StepSpec
-from loco_stream.model_dir import AUDIO_GRAPH, VISUAL_GRAPH
-from loco_stream.runtime.torch_backend import package_version
 
 
-def extractor_metadata(kind: str, spec: StepSpec, feature_dim: int) -> dict:
+def extractor_infos(
+    audio_encoder: nn.Module,
+    visual_encoder: nn.Module,
+    spec: StepSpec,
+    audio_dim: int,
+    visual_dim: int,
+) -> dict[str, ExtractorInfo]:
+    """The metadata of both extractors: modality -> ``ExtractorInfo``."""
     return {
-        "kind": kind,
-        "version": package_version(),
-        "feature_dim": feature_dim,
-        **dataclasses.asdict(spec),
+        "audio": ExtractorInfo("audio", type(audio_encoder).__name__, audio_dim, spec),
+        "visual": ExtractorInfo("visual", type(visual_encoder).__name__, visual_dim, spec),
     }
 
 
@@ -49,6 +59,8 @@ def export_extractors(
 ) -> dict[str, float]:
     """Write both extractor graphs into ``out_dir``; returns the max abs error of each vs torch."""
     rng = np.random.default_rng(seed)
+    infos = extractor_infos(audio_encoder, visual_encoder, spec, audio_dim, visual_dim)
+    version = package_version()
 
     def waveform() -> dict:
         return {"waveform": (0.3 * rng.standard_normal((1, spec.samples_per_window))).astype("f4")}
@@ -62,14 +74,14 @@ def export_extractors(
         waveform(),
         ["features"],
         out_dir / AUDIO_GRAPH,
-        extractor_metadata("audio_extractor", spec, audio_dim),
+        embedded_metadata(infos["audio"], version),
     )
     visual_path = export_graph(
         visual_encoder.eval(),
         frames(),
         ["features"],
         out_dir / VISUAL_GRAPH,
-        extractor_metadata("visual_extractor", spec, visual_dim),
+        embedded_metadata(infos["visual"], version),
     )
     return {
         AUDIO_GRAPH: _check(audio_encoder, audio_path, [waveform() for _ in range(3)]),

@@ -1,48 +1,38 @@
-"""Export a trained LoCo checkpoint's window graph to ONNX and prove that it matches torch.
+"""Export a LoCo window graph to ONNX and prove that it computes what torch does.
 
-    python export/to_onnx.py [--checkpoint CKPT] --out DIR [--window T] [--hop STEPS] [--fp16]
-                             [--config CFG]
+    python export/to_onnx.py [--checkpoint CKPT] --out DIR [...]   # the same as python -m export
 
-Writes ``DIR/loco.onnx``: ``WindowGraph``, (visual (1,T,Dv), audio (1,T,Da), mask (1,T)) ->
-(scores (1,N,C), segments (1,N,2) or (1,N,C,2)), with static shapes, at opset 18, by the dynamo
-exporter (``torch.onnx.export(..., dynamo=True)``: it exports nn.LayerNorm as single
-LayerNormalization nodes and keeps every shape static; no fallback exporter is needed), with the
-``loco_stream`` metadata (classes, step timing, window, hop, decode and model configs) in its
-metadata_props. The exporter's optimiser folds constants and merges common subexpressions; the
-constants it folded once per attention block (the same (T, T) relative positions) are then
-stored once (``export/initializers.py``). onnxsim is not a dependency. Then, a line per stage:
+The command line is ``python -m export``'s (``export/__main__.py``): it writes the whole model
+directory. This module holds the graph-level steps that command runs for the window graph:
 
-1. the graph: ``onnx.checker``, the TensorRT readiness check of ``export/trt_readiness.py``
-   (supported ops; no If, Loop, Scan or NonZero; static shapes; no decomposed LayerNorm), and
-   LayerNormalization nodes for the torch module's nn.LayerNorm calls (one each, or fewer where
-   the exporter merged norms with equal weights applied to one tensor);
-2. ONNX Runtime (CPU) against torch on fresh random windows, full and padded (a mask with trailing
-   zeros): the maximum absolute error of each output must stay within 1e-4, scaled by the
-   output's magnitude where that exceeds 1 (segments are in steps: at 256 steps fp32 itself
-   resolves only 3e-5);
-3. with ``--fp16``, ``DIR/loco_fp16.onnx`` (fp16 weights and arithmetic, fp32 inputs and outputs
-   behind Cast nodes) and its error against torch, reported without a threshold.
+- ``export_window_graph``: ``WindowGraph``, (visual (1,T,Dv), audio (1,T,Da), mask (1,T)) ->
+  (scores (1,N,C), segments (1,N,2) or (1,N,C,2)), static shapes, opset 18, by the dynamo
+  exporter (``torch.onnx.export(..., dynamo=True)``: nn.LayerNorm exports as single
+  LayerNormalization nodes and every shape stays static), with the graph's metadata (see
+  ``loco_stream.bundle``) in its metadata_props. Constants the exporter folded once per attention
+  block (the same (T, T) relative positions) are stored once (``export/initializers.py``);
+- ``check_graph``: ``onnx.checker``, the TensorRT readiness check of ``export/trt_readiness.py``
+  (supported ops; no If, Loop, Scan or NonZero; static shapes; no decomposed LayerNorm), and
+  LayerNormalization nodes for the torch module's nn.LayerNorm calls (one each, or fewer where
+  the exporter merged norms with equal weights applied to one tensor);
+- ``verify_against_torch``: ONNX Runtime (CPU) against torch on fresh random windows, full and
+  padded (a mask with trailing zeros): the maximum absolute error of each output must stay within
+  1e-4, scaled by the output's magnitude where that exceeds 1 (segments are in steps: at 256
+  steps fp32 itself resolves only 3e-5);
+- ``convert_to_fp16``: the graph with fp16 weights and arithmetic, fp32 inputs and outputs behind
+  Cast nodes (what a strongly typed TensorRT FP16 build takes).
 
 T defaults to the checkpoint's ``model.window``; any multiple of the top level's stride works (the
-network is length-agnostic). ``--hop`` is the number of steps between two runs of the graph in the
-stream (recorded in the metadata). Without ``--checkpoint`` the package's default model is
-exported. ``--config CFG`` replaces the checkpoint's ``data`` (step timing) and ``decode`` settings
-recorded in the metadata; its ``model`` section, if any, must match the checkpoint's.
-
-Exit status: 0 exported and verified; 1 the export failed, the graph breaks a constraint, or ONNX
-Runtime disagrees with torch; 2 bad arguments, checkpoint or config.
+network is length-agnostic).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
 import sys
-import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,26 +46,26 @@ from torch import nn
 if __package__ in (None, ""):  # run as `python export/to_onnx.py`: make `export` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import loco_stream  # noqa: E402
-from export.common import write_metadata  # noqa: E402
 from export.initializers import share_identical_initializers  # noqa: E402
 from export.trt_readiness import check_trt_readiness  # noqa: E402
+from loco_stream.bundle import (  # noqa: E402
+    DEFAULT_HOP_STEPS,
+    WINDOW_GRAPH,
+    embedded_metadata,
+    package_version,
+    set_graph_metadata,
+)
 from loco_stream.config import Config, ConfigError, ModelConfig, config_from_dict  # noqa: E402
 from loco_stream.model import LoCo  # noqa: E402
 from loco_stream.runtime.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from loco_stream.runtime.torch_backend import (  # noqa: E402
-    DEFAULT_HOP_STEPS,
     OUTPUT_NAMES,
     check_window,
     window_graph,
-    window_metadata,
+    window_info,
 )
-from train.checkpoint import CheckpointError, load_model  # noqa: E402
 
 OPSET = 18
-WINDOW_FILE = "loco.onnx"
-FP16_FILE = "loco_fp16.onnx"
-DEFAULT_CHECKPOINT = Path(loco_stream.__file__).parent / "assets" / "default_model" / "loco.pt"
 TOLERANCE = 1e-4  # fp32 ONNX Runtime vs torch, max abs error (x max(1, output magnitude))
 NUM_WINDOWS = 4  # random windows compared: one full, the others padded
 
@@ -105,7 +95,7 @@ def export_graph(
     module: nn.Module, inputs: Inputs, output_names: Sequence[str], path: Path, metadata: dict
 ) -> Path:
     """Export ``module(*inputs.values())`` to ``path``: dynamo, opset 18, static shapes (those of
-    ``inputs``), ``metadata`` as the graph's ``loco_stream`` JSON. Works for any torch module."""
+    ``inputs``), ``metadata`` embedded as the graph's metadata. Works for any torch module."""
     try:
         program = torch.onnx.export(
             module.eval(),
@@ -120,7 +110,7 @@ def export_graph(
         raise ExportError(f"the dynamo exporter failed on {type(module).__name__}: {err}") from err
     model = program.model_proto
     share_identical_initializers(model)
-    write_metadata(model, metadata)
+    set_graph_metadata(model, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
@@ -147,7 +137,7 @@ def count_layer_norms(module: nn.Module, inputs: Inputs) -> int:
 
 
 def check_graph(path: Path, layer_norms: int) -> list[str]:
-    """What in the graph at ``path`` breaks DESIGN.md's export constraints ([] when nothing):
+    """What in the graph at ``path`` breaks the export constraints ([] when nothing):
     onnx.checker, TensorRT readiness (which finds decomposed LayerNorms), and LayerNormalization
     nodes for the module's ``layer_norms`` nn.LayerNorm calls.
 
@@ -238,9 +228,9 @@ def export_window_graph(
     """Export the LoCo window graph for windows of ``window`` steps to ``out_dir/loco.onnx``."""
     check_window(config.model, window, hop)
     inputs = window_inputs(config.model, window, count=1)[0]
-    metadata = window_metadata(config, class_names, window, hop)
+    metadata = embedded_metadata(window_info(config, class_names, window, hop), package_version())
     return export_graph(
-        window_graph(model, window), inputs, OUTPUT_NAMES, out_dir / WINDOW_FILE, metadata
+        window_graph(model, window), inputs, OUTPUT_NAMES, out_dir / WINDOW_GRAPH, metadata
     )
 
 
@@ -275,20 +265,10 @@ def apply_config_file(config: Config, path: Path) -> Config:
     return updated
 
 
-def resolve_checkpoint(path: Path | None) -> Path:
-    """``path``, or the package's default model when it is None."""
-    if path is not None:
-        return path
-    if not DEFAULT_CHECKPOINT.is_file():
-        raise CheckpointError(
-            f"no default model is shipped yet ({DEFAULT_CHECKPOINT} does not exist): pass "
-            "--checkpoint CKPT, a checkpoint written by `python -m train` (e.g. runs/NAME/best.pt)"
-        )
-    return DEFAULT_CHECKPOINT
-
-
-def report_errors(errors: dict[str, OutputError], tolerance: float | None) -> list[str]:
-    """Print one line per output; the outputs over ``tolerance`` (None: no threshold)."""
+def report_errors(
+    errors: dict[str, OutputError], tolerance: float | None, say: Callable[[str], None] = print
+) -> list[str]:
+    """``say`` one line per output; the outputs over ``tolerance`` (None: no threshold)."""
     failed = []
     for name, error in errors.items():
         line = f"      {name:<9} max abs error {error.max_abs:.3g} (max |torch| {error.scale:.3g})"
@@ -298,7 +278,7 @@ def report_errors(errors: dict[str, OutputError], tolerance: float | None) -> li
             line += f"  {'OK' if ok else 'FAILED'}, tolerance {bound:.3g}"
             if not ok:
                 failed.append(name)
-        print(line, flush=True)
+        say(line)
     return failed
 
 
@@ -309,106 +289,56 @@ def export_and_verify(
     out_dir: Path,
     window: int,
     hop: int,
-    fp16: bool,
-) -> Path:
-    """Stages 2 to 4 (or 5) of the CLI, a line each; raises ExportError on the first failure."""
-    total = 5 if fp16 else 4
-    print(f"[2/{total}] exporting the window graph (dynamo, opset {OPSET}, T={window})", flush=True)
-    start = time.perf_counter()
+    say: Callable[[str], None] = print,
+) -> dict[str, OutputError]:
+    """Export ``out_dir/loco.onnx``, check it, and compare it with torch, ``say``-ing a line per
+    step; the error of each output. Raises ExportError on the first failure."""
     path = export_window_graph(model, config, class_names, out_dir, window, hop)
-    size = path.stat().st_size / 2**20
-    print(f"      {path} ({size:.1f} MiB, {time.perf_counter() - start:.1f} s)", flush=True)
-
+    say(f"      {path} ({path.stat().st_size / 2**20:.1f} MiB, opset {OPSET}, T={window})")
     graph = window_graph(model, window)
     windows = window_inputs(config.model, window)
     layer_norms = count_layer_norms(graph, windows[0])
-    print(
-        f"[3/{total}] checking the graph: onnx.checker, TensorRT readiness, "
-        f"LayerNormalization nodes ({layer_norms} calls), no If/Loop/NonZero, static shapes",
-        flush=True,
-    )
     problems = check_graph(path, layer_norms)
     if problems:
         raise ExportError(f"{path} breaks the export constraints:\n  - " + "\n  - ".join(problems))
-    print("      OK", flush=True)
-
-    print(
-        f"[4/{total}] ONNX Runtime vs torch on {len(windows)} random windows "
-        f"({len(windows) - 1} padded)",
-        flush=True,
+    say(
+        f"      onnx.checker, TensorRT readiness, {layer_norms} LayerNorm calls as "
+        "LayerNormalization nodes, no If/Loop/NonZero, static shapes: OK"
     )
-    failed = report_errors(verify_against_torch(graph, path, windows), TOLERANCE)
+    say(f"      ONNX Runtime vs torch on {len(windows)} random windows ({len(windows) - 1} padded)")
+    errors = verify_against_torch(graph, path, windows)
+    failed = report_errors(errors, TOLERANCE, say)
     if failed:
         raise ExportError(
             f"ONNX Runtime disagrees with torch on {', '.join(failed)} beyond {TOLERANCE:g}: "
             f"{path} does not compute what the checkpoint does"
         )
-
-    if fp16:
-        print(f"[5/{total}] fp16 copy (fp32 inputs and outputs) vs torch", flush=True)
-        half = convert_to_fp16(path, out_dir / FP16_FILE)
-        print(f"      {half} ({half.stat().st_size / 2**20:.1f} MiB)", flush=True)
-        # ONNX Runtime's CPU provider lacks fp16 kernels for a few ops (Abs, Greater): it runs
-        # them in fp32 behind Casts and logs a note per node, which is no concern of a GPU build
-        runtime_log = logging.getLogger(OnnxRuntimeBackend.__module__)
-        level = runtime_log.level
-        runtime_log.setLevel(logging.ERROR)
-        try:
-            report_errors(verify_against_torch(graph, half, windows), None)
-        finally:
-            runtime_log.setLevel(level)
-    return path
+    return errors
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--checkpoint", type=Path, help=f"checkpoint from train/ (default: {DEFAULT_CHECKPOINT})"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--window", type=int, help="T, steps per window (default: the model's)")
-    parser.add_argument(
-        "--hop", type=int, default=DEFAULT_HOP_STEPS, help="steps between two windows (default 4)"
-    )
-    parser.add_argument("--fp16", action="store_true", help="also write loco_fp16.onnx")
-    parser.add_argument(
-        "--config", type=Path, help="YAML whose data and decode sections replace the checkpoint's"
-    )
-    return parser.parse_args(argv)
+def verify_fp16(
+    model: LoCo, config: Config, path: Path, window: int, say: Callable[[str], None] = print
+) -> None:
+    """``say`` how far the fp16 graph at ``path`` is from torch (reported, no threshold)."""
+    # ONNX Runtime's CPU provider lacks fp16 kernels for a few ops (Abs, Greater): it runs them in
+    # fp32 behind Casts and logs a note per node, which is no concern of a GPU build
+    runtime_log = logging.getLogger(OnnxRuntimeBackend.__module__)
+    level = runtime_log.level
+    runtime_log.setLevel(logging.ERROR)
+    try:
+        errors = verify_against_torch(
+            window_graph(model, window), path, window_inputs(config.model, window)
+        )
+    finally:
+        runtime_log.setLevel(level)
+    report_errors(errors, None, say)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed"
-    warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")  # torch.export
-    total = 5 if args.fp16 else 4
-    try:
-        if args.out.exists() and not args.out.is_dir():
-            raise ConfigError(f"--out {args.out} exists and is not a directory")
-        checkpoint = resolve_checkpoint(args.checkpoint)
-        print(f"[1/{total}] loading {checkpoint}", flush=True)
-        model, config, class_names = load_model(checkpoint)
-        if args.config is not None:
-            config = apply_config_file(config, args.config)
-        window = config.model.window if args.window is None else args.window
-        check_window(config.model, window, args.hop)
-    except (CheckpointError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(
-        f"      {config.model.variant}, {len(class_names)} classes, window {window} steps, "
-        f"hop {args.hop} steps of {config.data.step_seconds:g} s",
-        flush=True,
-    )
-    try:
-        export_and_verify(model, config, class_names, args.out, window, args.hop, args.fp16)
-    except ExportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"done: {args.out / WINDOW_FILE}", flush=True)
-    return 0
+    """``python -m export``'s command line (this script is its historical name)."""
+    from export.__main__ import main as export_main
+
+    return export_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,28 @@
-"""Build one TensorRT engine per ONNX graph of a model directory.
+"""Build the TensorRT engines of a model directory: strongly typed networks, TensorRT 10 and 11.
 
-    python export/to_trt.py --onnx DIR [--fp16] [--int8 --calib FEATDIR] [--workspace MB]
-                            [--out DIR]
+    python export/to_trt.py --model DIR [--fp16 | --int8] [--workspace MB] [--out DIR]
 
-For every ``model/X.onnx`` (the LoCo window graph and the two feature extractors): the readiness
-check of ``export/trt_readiness.py`` first, for all graphs, then an engine per graph with every
-input's shape fixed by its optimization profile (min = opt = max = the graph's static shape).
-Written to ``--out`` (default: the model directory): ``X.engine``, its sidecar ``X.engine.json``
-(TensorRT version, GPU name and compute capability, precision, the ONNX file's sha256 and its
-``loco_stream`` metadata; the tensorrt backend refuses an engine whose sidecar does not match the
-machine), and ``timing.cache``, TensorRT's timing cache, reused by every later build.
+(``--onnx DIR`` is the same as ``--model DIR``.) The directory is verified first (its card, the
+SHA-256 of every graph), then every graph that is built must pass the readiness check of
+``export/trt_readiness.py``. One engine per graph, every input's shape fixed by its optimization
+profile (min = opt = max = the graph's static shape):
 
-INT8 (``--int8 --calib FEATDIR``, TensorRT 10) calibrates with entropy calibration on real
-feature windows. FEATDIR holds, per video, one ``<video>_<input>.npy`` file per (1, T, C) input of
-the graph, a float array shaped (T_total, C) at the graph's step rate: for the LoCo graph
-``<video>_visual.npy`` (T_total, Dv) and ``<video>_audio.npy`` (T_total, Da), as written by the
-project's feature extractors. Consecutive windows of the graph's T steps are cut from each video
-(the last one zero-padded); a (1, T) input (the mask) is 1 on real steps and 0 on padding. Graphs
-whose inputs are not feature windows (the extractors take frames and waveforms) are built in FP16.
-The calibration result is cached in ``X.calib.cache``: delete it to calibrate again.
+    loco.engine               from loco.onnx (fp32), loco_fp16.onnx (--fp16) or loco_int8.onnx
+                              (--int8: Q/DQ nodes, explicit quantization)
+    audio_extractor.engine    from audio_extractor.onnx (fp32)
+    visual_extractor.engine   from visual_extractor.onnx (fp32)
 
-Exit status: 0 built; 1 a graph is not ready or did not build, or bad arguments; 2 TensorRT or an
-NVIDIA GPU is missing on this machine (the message says which, and what to install).
+Every network is created strongly typed: each tensor has the type the ONNX graph gives it, so the
+precision is chosen when the graph is exported (``python -m export --fp16`` writes the fp16 graph,
+``--int8 --calib VIDEOS`` the calibrated Q/DQ graph), never by builder flags. That is the only way
+TensorRT 11 builds (it removed the FP16/INT8 builder flags and implicit INT8 calibration), and
+TensorRT 10 builds the same networks with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``. Each
+engine gets a sidecar ``X.engine.json`` (TensorRT version, GPU name and compute capability,
+precision, the source graph's name and SHA-256, its metadata; the tensorrt backend refuses an
+engine whose sidecar does not match the machine), and ``timing.cache`` is reused by later builds.
+
+Exit status: 0 built; 1 a bad model directory, a graph that is not ready or did not build; 2
+TensorRT (10 or later) or an NVIDIA GPU is missing on this machine (the message says which).
 """
 
 from __future__ import annotations
@@ -29,20 +30,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-
-import numpy as np
-import onnx
 
 if __package__ in (None, ""):  # run as `python export/to_trt.py`: make `export` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.common import read_metadata  # noqa: E402
 from export.trt_readiness import check_trt_readiness  # noqa: E402
+from loco_stream.bundle import (  # noqa: E402
+    AUDIO_GRAPH,
+    VISUAL_GRAPH,
+    WINDOW_GRAPHS,
+    ModelDirError,
+    graph_metadata,
+    load_graph,
+    read_bundle,
+    sha256_file,
+)
 from loco_stream.runtime.base import BackendUnavailable  # noqa: E402
-from loco_stream.runtime.cuda_device import GpuInfo, current_gpu, open_cuda_buffers  # noqa: E402
-from loco_stream.runtime.engine_info import EngineInfo, sha256_file, write_engine_info  # noqa: E402
+from loco_stream.runtime.cuda_device import GpuInfo, current_gpu  # noqa: E402
+from loco_stream.runtime.engine_info import EngineInfo, write_engine_info  # noqa: E402
 from loco_stream.runtime.tensorrt_backend import import_tensorrt  # noqa: E402
 
 GPU_MISSING = (
@@ -50,138 +59,82 @@ GPU_MISSING = (
     "engine on, and for, the GPU that will run it; run to_trt.py on that machine, with the NVIDIA "
     "driver installed"
 )
-WEAK_TYPING_REMOVED = (
-    "TensorRT {version} has no {flag} builder flag (TensorRT 11 removed FP16/INT8 builder flags "
-    "in favour of strongly typed networks): build FP32 without --fp16/--int8 here, or install "
-    "TensorRT 10 (pip install 'tensorrt-cu12>=10,<11')"
+TENSORRT_TOO_OLD = (
+    "TensorRT {version} is older than 10: install TensorRT 10 or 11 (pip install tensorrt-cu12, "
+    "or tensorrt-cu13 for CUDA 13)"
+)
+PRECISION_GRAPH_MISSING = (
+    "{name} is not part of {folder}: write it with `python -m export --checkpoint LOCO.pt "
+    "--out {folder} {flag}` first"
 )
 
 
 class BuildError(RuntimeError):
-    """A graph that TensorRT could not parse or build, or unusable calibration data."""
+    """A graph that TensorRT could not parse or build."""
 
 
-Window = dict[str, np.ndarray]
+@dataclass(frozen=True)
+class Build:
+    """One engine to build: from which graph, at which precision."""
+
+    source: Path  # the ONNX graph
+    engine_name: str  # X.engine
+    precision: str  # "fp32", "fp16" or "int8": the graph's own types
 
 
-def graph_inputs(onnx_path: Path) -> dict[str, tuple[int, ...]]:
-    """Static shapes of a graph's inputs (initializers excluded)."""
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    return {
-        i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim)
-        for i in graph.input
-        if i.name not in initializers
-    }
+def plan_builds(folder: Path, precision: str) -> list[Build]:
+    """The engines of a verified model directory; ``ModelDirError`` when the graph that
+    ``precision`` needs was not exported or any listed file is damaged."""
+    card = read_bundle(folder)
+    window_source = WINDOW_GRAPHS[precision]
+    if window_source not in card.files:
+        flag = "--fp16" if precision == "fp16" else "--int8 --calib VIDEOS_DIR"
+        message = PRECISION_GRAPH_MISSING.format(name=window_source, folder=folder, flag=flag)
+        raise ModelDirError(folder / window_source, message)
+    return [
+        Build(folder / window_source, "loco.engine", precision),
+        Build(folder / AUDIO_GRAPH, "audio_extractor.engine", "fp32"),
+        Build(folder / VISUAL_GRAPH, "visual_extractor.engine", "fp32"),
+    ]
 
 
-def calibration_windows(
-    feat_dir: Path, inputs: dict[str, tuple[int, ...]], limit: int
-) -> list[Window] | None:
-    """Up to ``limit`` input windows cut from FEATDIR's features; None if the graph's inputs are
-    not feature windows ((1, T, C) features and at most one (1, T) mask)."""
-    features = {name: shape for name, shape in inputs.items() if len(shape) == 3}
-    masks = [name for name, shape in inputs.items() if len(shape) == 2]
-    steps = {shape[1] for shape in inputs.values()}
-    if not features or len(masks) > 1 or len(features) + len(masks) != len(inputs):
-        return None
-    if len(steps) != 1 or any(shape[0] != 1 for shape in inputs.values()):
-        return None
-    (window,) = steps
-    first = next(iter(features))
-    videos = sorted(p.name[: -len(f"_{first}.npy")] for p in feat_dir.glob(f"*_{first}.npy"))
-    videos = [v for v in videos if all((feat_dir / f"{v}_{n}.npy").is_file() for n in features)]
-    if not videos:
-        wanted = ", ".join(f"<video>_{n}.npy (T, {shape[2]})" for n, shape in features.items())
-        raise BuildError(f"{feat_dir} holds no calibration features: it needs {wanted}")
-    windows: list[Window] = []
-    for video in videos:
-        arrays = {n: np.load(feat_dir / f"{video}_{n}.npy", mmap_mode="r") for n in features}
-        for name, array in arrays.items():
-            if array.ndim != 2 or array.shape[1] != features[name][2]:
-                raise BuildError(
-                    f"{feat_dir / f'{video}_{name}.npy'} has shape {array.shape}; input '{name}' "
-                    f"takes (T, {features[name][2]}) features"
-                )
-        length = min(len(a) for a in arrays.values())  # streams may differ by a step: truncate
-        for start in range(0, length, window):
-            stop = min(start + window, length)
-            cut = {n: np.zeros(features[n], np.float32) for n in features}
-            for name, array in arrays.items():
-                cut[name][0, : stop - start] = array[start:stop]
-            if masks:
-                cut[masks[0]] = np.zeros((1, window), np.float32)
-                cut[masks[0]][0, : stop - start] = 1.0
-            windows.append(cut)
-            if len(windows) == limit:
-                return windows
-    return windows
+def tensorrt_major(trt: ModuleType) -> int:
+    return int(trt.__version__.split(".")[0])
 
 
-def _entropy_calibrator(trt: ModuleType, windows: list[Window], cache_path: Path) -> object:
-    """An ``IInt8EntropyCalibrator2`` feeding ``windows`` one at a time (batch size 1)."""
-
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._windows = iter(windows)
-            specs = {name: (array.shape, array.dtype) for name, array in windows[0].items()}
-            self._buffers = open_cuda_buffers(specs)
-
-        def get_batch_size(self) -> int:
-            return 1
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            window = next(self._windows, None)
-            if window is None:
-                self._buffers.close()
-                return None
-            for name in names:
-                self._buffers.upload(name, window[name])
-            self._buffers.synchronize()  # TensorRT reads the buffers on its own stream
-            return [self._buffers.address(name) for name in names]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return cache_path.read_bytes() if cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache: object) -> None:
-            cache_path.write_bytes(memoryview(cache))
-
-    return EntropyCalibrator()
-
-
-def _network_flags(trt: ModuleType) -> int:
-    """Explicit batch: a creation flag before TensorRT 10, the only mode since."""
-    if int(trt.__version__.split(".")[0]) < 10:
-        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+def network_flags(trt: ModuleType) -> int:
+    """Creation flags of a strongly typed network: the STRONGLY_TYPED flag in TensorRT 10; none in
+    11 and later, where every network is strongly typed (the flag is deprecated and ignored)."""
+    if tensorrt_major(trt) == 10:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return 0
 
 
-def _attach_timing_cache(config: object, cache_path: Path) -> None:
+def _attach_timing_cache(config: object, cache_path: Path, say: Callable[[str], None]) -> None:
     """Start from the saved timing cache, or an empty one if it is missing or from elsewhere."""
     blob = cache_path.read_bytes() if cache_path.is_file() else b""
     if not config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False):
-        print(f"  {cache_path.name} is from another TensorRT or GPU: starting a new one")
+        say(f"  {cache_path.name} is from another TensorRT or GPU: starting a new one")
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
 def build_engine(
     trt: ModuleType,
-    onnx_path: Path,
+    build: Build,
     out_dir: Path,
-    precision: str,
     gpu: GpuInfo,
     workspace_mb: int | None = None,
-    windows: list[Window] | None = None,
+    say: Callable[[str], None] = print,
 ) -> Path:
-    """Parse, build and write ``out_dir/X.engine`` and its sidecar; returns the engine's path."""
+    """Parse ``build.source`` into a strongly typed network, build it, write the engine and its
+    sidecar into ``out_dir``; returns the engine's path."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt))
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse_from_file(str(build.source)):
         errors = "\n    ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BuildError(f"{onnx_path.name}: TensorRT's ONNX parser failed:\n    {errors}")
+        raise BuildError(f"{build.source.name}: TensorRT's ONNX parser failed:\n    {errors}")
 
     config = builder.create_builder_config()
     if workspace_mb:
@@ -193,41 +146,34 @@ def build_engine(
         profile.set_shape(tensor.name, shape, shape, shape)
     config.add_optimization_profile(profile)
     cache_path = out_dir / "timing.cache"
-    _attach_timing_cache(config, cache_path)
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)  # INT8 layers TensorRT cannot quantize run in FP16
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        calib_cache = out_dir / f"{onnx_path.stem}.calib.cache"
-        if calib_cache.is_file():
-            print(f"  reusing {calib_cache.name} (delete it to calibrate again)")
-        calibrator = _entropy_calibrator(trt, windows, calib_cache)  # alive until the build ends
-        config.int8_calibrator = calibrator
+    _attach_timing_cache(config, cache_path, say)
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BuildError(f"{onnx_path.name}: TensorRT could not build an engine (see its log)")
-    engine_path = out_dir / f"{onnx_path.stem}.engine"
+        raise BuildError(f"{build.source.name}: TensorRT could not build an engine (see its log)")
+    engine_path = out_dir / build.engine_name
     engine_path.write_bytes(memoryview(serialized))
     cache_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
     info = EngineInfo(
         tensorrt_version=trt.__version__,
         gpu_name=gpu.name,
         compute_capability=gpu.compute_capability,
-        precision=precision,
-        onnx_file=onnx_path.name,
-        onnx_sha256=sha256_file(onnx_path),
-        metadata=read_metadata(onnx_path),
+        precision=build.precision,
+        onnx_file=build.source.name,
+        onnx_sha256=sha256_file(build.source),
+        metadata=graph_metadata(load_graph(build.source)),
     )
     write_engine_info(engine_path, info)
     return engine_path
 
 
 def missing_requirements() -> list[str]:
-    """What this machine lacks to build engines: TensorRT, an NVIDIA GPU, or both."""
+    """What this machine lacks to build engines: TensorRT 10 or later, an NVIDIA GPU."""
     missing = []
     try:
-        import_tensorrt()
+        trt = import_tensorrt()
+        if tensorrt_major(trt) < 10:
+            missing.append(TENSORRT_TOO_OLD.format(version=trt.__version__))
     except BackendUnavailable as err:
         missing.append(str(err))
     if current_gpu() is None:
@@ -235,86 +181,75 @@ def missing_requirements() -> list[str]:
     return missing
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--onnx", type=Path, required=True, metavar="DIR", help="model directory")
-    parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
-    parser.add_argument("--int8", action="store_true", help="INT8 (with FP16) after calibration")
-    parser.add_argument("--calib", type=Path, metavar="FEATDIR", help="features for --int8")
-    parser.add_argument("--calib-windows", type=int, default=256, help="at most this many windows")
-    parser.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="default: the --onnx directory")
-    args = parser.parse_args(argv)
-    if args.int8 and args.calib is None:
-        parser.error("--int8 needs --calib FEATDIR (feature files to calibrate with)")
-    if args.calib is not None and not args.calib.is_dir():
-        parser.error(f"--calib {args.calib} is not a directory")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    # loco_fp16.onnx is ONNX Runtime's fp16 copy; TensorRT builds fp16 from the fp32 graph itself
-    graphs = sorted(g for g in args.onnx.glob("*.onnx") if not g.stem.endswith("_fp16"))
-    if not graphs:
-        print(f"error: no *.onnx graph in {args.onnx}", file=sys.stderr)
-        return 1
-    precisions = {g: "int8" if args.int8 else "fp16" if args.fp16 else "fp32" for g in graphs}
-    windows: dict[Path, list[Window]] = {}
+def build_model_dir(
+    folder: Path,
+    precision: str = "fp32",
+    out_dir: Path | None = None,
+    workspace_mb: int | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Build every engine of the model directory ``folder``; the exit status (see above)."""
     try:
-        for graph in graphs if args.int8 else []:
-            found = calibration_windows(args.calib, graph_inputs(graph), args.calib_windows)
-            if found is None:
-                print(f"{graph.name}: inputs are not feature windows: FP16 instead of INT8")
-                precisions[graph] = "fp16"
-            else:
-                windows[graph] = found
-    except BuildError as err:
-        print(f"error: {err}", file=sys.stderr)
+        builds = plan_builds(folder, precision)
+    except ModelDirError as err:
+        say(f"error: {err}")
         return 1
-
     not_ready = 0
-    for graph in graphs:
-        problems = check_trt_readiness(graph)
-        print(f"{graph.name}: {'ready for TensorRT' if not problems else 'NOT ready:'}")
+    for build in builds:
+        problems = check_trt_readiness(build.source)
+        say(f"{build.source.name}: {'ready for TensorRT' if not problems else 'NOT ready:'}")
         for problem in problems:
-            print(f"  - {problem}")
+            say(f"  - {problem}")
         not_ready += bool(problems)
     if not_ready:
-        print(f"error: {not_ready} graph(s) not ready for TensorRT", file=sys.stderr)
+        say(f"error: {not_ready} graph(s) not ready for TensorRT")
         return 1
 
     missing = missing_requirements()
     if missing:
         for line in missing:
-            print(f"error: {line}", file=sys.stderr)
+            say(f"error: {line}")
         return 2
-    trt = import_tensorrt()
-    flags = {"int8": ["FP16", "INT8"], "fp16": ["FP16"], "fp32": []}
-    for flag in sorted({flag for p in precisions.values() for flag in flags[p]}):
-        if not hasattr(trt.BuilderFlag, flag):
-            message = WEAK_TYPING_REMOVED.format(version=trt.__version__, flag=flag)
-            print(f"error: {message}", file=sys.stderr)
-            return 2
-    gpu = current_gpu()
-    out_dir = args.out or args.onnx
+    trt, gpu = import_tensorrt(), current_gpu()
+    out_dir = out_dir or folder
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"TensorRT {trt.__version__} on {gpu.name} (compute capability {gpu.compute_capability})")
-    for number, graph in enumerate(graphs, 1):
-        precision = precisions[graph]
-        print(f"[{number}/{len(graphs)}] {graph.name}: building a {precision} engine...")
+    say(f"TensorRT {trt.__version__} on {gpu.name} (compute capability {gpu.compute_capability})")
+    for number, build in enumerate(builds, 1):
+        name, precision = build.source.name, build.precision
+        say(f"[{number}/{len(builds)}] {name}: a strongly typed {precision} engine")
         started = time.perf_counter()
         try:
-            engine = build_engine(
-                trt, graph, out_dir, precision, gpu, args.workspace, windows.get(graph)
-            )
+            engine = build_engine(trt, build, out_dir, gpu, workspace_mb, say)
         except BuildError as err:
-            print(f"error: {err}", file=sys.stderr)
+            say(f"error: {err}")
             return 1
         size_mb = engine.stat().st_size / 1e6
-        elapsed = time.perf_counter() - started
-        print(f"  wrote {engine} ({size_mb:.1f} MB) in {elapsed:.0f} s")
+        say(f"  wrote {engine} ({size_mb:.1f} MB) in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def report(line: str) -> None:
+    """Print a line of the build: errors to stderr, the rest to stdout."""
+    print(line, file=sys.stderr if line.startswith("error: ") else sys.stdout, flush=True)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model", type=Path, metavar="DIR", help="model directory")
+    where.add_argument("--onnx", type=Path, metavar="DIR", dest="model", help="same as --model")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="window graph from loco_fp16.onnx")
+    precision.add_argument("--int8", action="store_true", help="window graph from loco_int8.onnx")
+    parser.add_argument("--workspace", type=int, metavar="MB", help="builder workspace limit")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="default: the model directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    return build_model_dir(args.model, precision, args.out, args.workspace, report)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import onnx
 import pytest
 from media import FakeCamera, VirtualMicrophone, make_clip
 
-from loco_stream.model_dir import AUDIO_GRAPH, VISUAL_GRAPH
+from loco_stream.bundle import AUDIO_GRAPH, VISUAL_GRAPH
 from loco_stream.runtime.base import METADATA_KEY
 from loco_stream.stream.stitch import Event
 from loco_stream.synth import SAMPLE_RATE, render_audio, write_clip
@@ -79,8 +79,8 @@ def missing_graph_model(tiny_dir: Path, folder: Path) -> Path:
     ("case", "expected"),
     [
         ("no_audio", "has no audio track"),
-        ("missing_graph", "visual_extractor.onnx is missing"),
-        ("mismatched_graph", "mismatched graphs"),
+        ("missing_graph", "visual_extractor.onnx: missing"),
+        ("mismatched_graph", "audio_extractor.onnx: changed since export"),
         ("backend", "CUDAExecutionProvider is not available"),
         ("no_such_file", "does not exist"),
     ],

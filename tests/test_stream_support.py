@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from loco_stream.model_dir import DEFAULT_MODEL_DIR, WINDOW_GRAPH
+from loco_stream.bundle import DEFAULT_MODEL_DIR, WINDOW_GRAPH
 from loco_stream.postprocess import Segments
 from loco_stream.stream.stitch import Event
 from loco_stream.synth import render_audio, render_frame, sample_scenario

@@ -1,4 +1,5 @@
-"""A tiny, randomly initialised model directory (three ONNX graphs) for tests that need one fast."""
+"""A tiny, randomly initialised model directory (``python -m export`` of tiny random checkpoints)
+for tests that need one fast."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from export.extractors import export_extractors
-from export.to_onnx import export_window_graph
+from export.__main__ import main as export_main
 from loco_stream.config import Config, DataConfig, ModelConfig
 from loco_stream.features.networks import AudioEncoder, VisualEncoder
 from loco_stream.features.steps import StepSpec
 from loco_stream.model import LoCo
+from loco_stream.model.checkpoint import save_checkpoint, save_extractors
 
 TINY_SPEC = StepSpec(step_seconds=0.25, sample_rate=16000, frames_per_step=4, frame_size=32)
 
@@ -42,21 +43,32 @@ def tiny_config(num_classes: int = 3, window: int = 32) -> Config:
     return Config(model=model, data=DataConfig(step_seconds=0.25, step_offset=0.125))
 
 
-def make_tiny_model_dir(out_dir: Path, seed: int = 0, hop: int = 4) -> Path:
-    """Export a random tiny LoCo and tiny extractors into ``out_dir``; returns ``out_dir``."""
+def save_tiny_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A random tiny LoCo checkpoint and tiny extractors checkpoint in ``folder``."""
     torch.manual_seed(seed)
     config = tiny_config()
     model = LoCo(config.model).eval()
     names = [f"class {i}" for i in range(config.model.num_classes)]
-    export_window_graph(model, config, names, out_dir, config.model.window, hop)
-    export_extractors(
-        AudioEncoder(TINY_SPEC.sample_rate, 8, width=4),
-        VisualEncoder(TINY_SPEC.frames_per_step, 8, width=4),
-        TINY_SPEC,
-        out_dir,
-        audio_dim=8,
-        visual_dim=8,
+    folder.mkdir(parents=True, exist_ok=True)
+    loco = folder / "loco.pt"
+    save_checkpoint(
+        loco, {"model": model.state_dict(), "config": config.to_dict(), "class_names": names}
     )
+    encoders = {
+        "audio": AudioEncoder(TINY_SPEC.sample_rate, 8, width=4),
+        "visual": VisualEncoder(TINY_SPEC.frames_per_step, 8, width=4),
+    }
+    extractors = folder / "extractors.pt"
+    options = {"dim": 8, "width": 4}
+    save_extractors(extractors, TINY_SPEC, encoders, {"audio": options, "visual": options})
+    return loco, extractors
+
+
+def make_tiny_model_dir(out_dir: Path, seed: int = 0, hop: int = 4) -> Path:
+    """Export a random tiny LoCo and tiny extractors into ``out_dir``; returns ``out_dir``."""
+    loco, _ = save_tiny_checkpoints(out_dir, seed)
+    status = export_main(["--checkpoint", str(loco), "--out", str(out_dir), "--hop", str(hop)])
+    assert status == 0, f"python -m export of the tiny model exited {status}"
     return out_dir
 
 
@@ -66,7 +78,7 @@ SESSION_DIR_NAME = "tiny_model"
 def session_tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny model directory of this test session, exported on first use only."""
     folder = tmp_path_factory.getbasetemp() / SESSION_DIR_NAME
-    if not (folder / "loco.onnx").is_file():
+    if not (folder / "model_card.json").is_file():
         folder.mkdir(exist_ok=True)
         make_tiny_model_dir(folder)
     return folder

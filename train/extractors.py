@@ -26,7 +26,7 @@ from loco_stream.features.media import MediaError, file_steps
 from loco_stream.features.networks import AudioEncoder, PresenceClassifier, VisualEncoder
 from loco_stream.features.steps import StepSpec
 
-from .checkpoint import half_precision
+from .checkpoint import load_extractors, save_extractors
 
 DEFAULT_SPEC = StepSpec(step_seconds=0.25, sample_rate=16000, frames_per_step=4, frame_size=96)
 FEATURE_DIM = 128
@@ -148,16 +148,21 @@ def train_extractors(
             visual, held_out["frames"], held_out["visible"]
         ),
     }
+    checkpoint = out_dir / "extractors.pt"  # fp16 on disk: the shipped model stays small
+    options = {"dim": FEATURE_DIM}
+    trained = {"audio": audio.encoder, "visual": visual.encoder}
+    save_extractors(checkpoint, spec, trained, {"audio": options, "visual": options})
+    encoders, _ = load_extractors(checkpoint)  # the graphs compute what ships: fp16 weights
     errors = export_extractors(
-        audio.encoder, visual.encoder, spec, out_dir, audio_dim=FEATURE_DIM, visual_dim=FEATURE_DIM
+        encoders["audio"],
+        encoders["visual"],
+        spec,
+        out_dir,
+        audio_dim=FEATURE_DIM,
+        visual_dim=FEATURE_DIM,
     )
     report["onnx_max_abs_error"] = errors
     report["seconds"] = round(time.perf_counter() - started, 1)
-    weights = {
-        "audio": half_precision(audio.state_dict()),
-        "visual": half_precision(visual.state_dict()),
-    }
-    torch.save(weights, out_dir / "extractors.pt")  # fp16 on disk: the shipped model stays small
     return report
 
 

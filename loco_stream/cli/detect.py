@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         truth = load_ground_truth(args.annotations) if args.annotations else {}
     except (ModelDirError, BackendUnavailable, EvaluationInputError) as error:
         print(f"loco-detect: error: {error}", file=sys.stderr)
-        return 2
+        return 1
     results: dict[str, list[dict]] = {}
     failures = 0
     started = time.perf_counter()

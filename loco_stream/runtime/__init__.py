@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Backend, BackendUnavailable, InputError, TensorSpec
+from .base import (
+    Backend,
+    BackendUnavailable,
+    GraphLoadError,
+    InputError,
+    TensorSpec,
+    UnknownBackendError,
+)
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .tensorrt_backend import TensorRTBackend
 
@@ -22,8 +29,10 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "BackendUnavailable",
+    "GraphLoadError",
     "InputError",
     "TensorSpec",
+    "UnknownBackendError",
     "open_backend",
 ]
 
@@ -33,8 +42,9 @@ def open_backend(kind: str, graph_path: Path, threads: int = 2) -> Backend:
 
     ``threads`` is the CPU backend's intra-op thread count. For ``tensorrt`` the path may name the
     ``.onnx`` graph (its sibling ``.engine`` is run) or the ``.engine`` itself; for ``torch`` it
-    names a checkpoint written by ``train/`` (the window graph runs in torch on the CPU). Raises
-    ``BackendUnavailable`` saying what to install when this machine cannot run ``kind``.
+    names a checkpoint (the window graph runs in torch on the CPU). Raises ``BackendUnavailable``
+    saying what to install when this machine cannot run ``kind``, ``UnknownBackendError`` for a
+    name not in ``BACKENDS``, and ``GraphLoadError`` for a file the backend cannot load.
     """
     graph_path = Path(graph_path)
     if kind == "onnxruntime":
@@ -53,4 +63,4 @@ def open_backend(kind: str, graph_path: Path, threads: int = 2) -> Backend:
                 f"the torch backend needs torch: pip install -e '.[train]' [{err}]"
             ) from err
         return TorchBackend.from_checkpoint(graph_path, threads=threads)
-    raise ValueError(f"unknown backend {kind!r}; valid backends: {', '.join(BACKENDS)}")
+    raise UnknownBackendError(f"unknown backend {kind!r}; valid backends: {', '.join(BACKENDS)}")

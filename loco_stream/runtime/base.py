@@ -13,11 +13,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-METADATA_KEY = "loco_stream"  # key of the JSON string in an ONNX graph's metadata_props
+from ..bundle import METADATA_KEY
 
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot run on this machine; the message says what is missing."""
+
+
+class UnknownBackendError(ValueError):
+    """A backend name that is not one of ``BACKENDS``."""
+
+
+class GraphLoadError(ValueError):
+    """A graph file the backend could not load (damaged, not a graph, unsupported)."""
 
 
 class InputError(ValueError):
@@ -39,9 +47,9 @@ def parse_metadata(text: str | None, source: str) -> dict[str, Any]:
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{source}: metadata '{METADATA_KEY}' is not valid JSON: {err}") from err
+        raise GraphLoadError(f"{source}: metadata '{METADATA_KEY}' is not JSON: {err}") from err
     if not isinstance(metadata, dict):
-        raise ValueError(f"{source}: metadata '{METADATA_KEY}' must be a JSON object")
+        raise GraphLoadError(f"{source}: metadata '{METADATA_KEY}' must be a JSON object")
     return metadata
 
 

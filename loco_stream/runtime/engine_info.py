@@ -9,12 +9,12 @@ instead of failing inside TensorRT, and a stale engine is not run in place of a 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bundle import sha256_file
 from .base import BackendUnavailable
 from .cuda_device import GpuInfo
 
@@ -35,15 +35,6 @@ class EngineInfo:
 def sidecar_path(engine_path: Path) -> Path:
     """``X.engine`` -> ``X.engine.json``."""
     return engine_path.with_name(engine_path.name + ".json")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_engine_info(engine_path: Path, info: EngineInfo) -> Path:

@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .base import METADATA_KEY, Backend, BackendUnavailable, TensorSpec, parse_metadata
+from .base import (
+    METADATA_KEY,
+    Backend,
+    BackendUnavailable,
+    GraphLoadError,
+    TensorSpec,
+    parse_metadata,
+)
 from .cuda_device import current_gpu
 
 log = logging.getLogger(__name__)
@@ -84,7 +91,7 @@ def _provider_list(accelerator: str, cache_dir: Path) -> list:
 
 def _spec(node_arg: ort.NodeArg, graph_path: Path) -> TensorSpec:
     if node_arg.type not in _DTYPES:
-        raise ValueError(
+        raise GraphLoadError(
             f"{graph_path}: input '{node_arg.name}' has unsupported type {node_arg.type}"
         )
     shape = tuple(d if isinstance(d, int) else None for d in node_arg.shape)
@@ -119,7 +126,11 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = _provider_list(accelerator, graph_path.parent / "ort_trt_cache")
         with _onnxruntime_messages() as messages:
-            self.session = ort.InferenceSession(str(graph_path), options, providers=providers)
+            try:
+                self.session = ort.InferenceSession(str(graph_path), options, providers=providers)
+            except Exception as err:  # ORT's own types (InvalidProtobuf, Fail, ...) per cause
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise GraphLoadError(f"{graph_path}: ONNX Runtime cannot load it: {first}") from err
         active = self.session.get_providers()
         if wanted not in active:
             reason = " | ".join(messages) or "onnxruntime gave no reason"

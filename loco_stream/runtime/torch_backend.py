@@ -4,37 +4,29 @@
     outputs = backend.run({"visual": v, "audio": a, "mask": m})  # "scores", "segments"
 
 It runs ``WindowGraph`` in eval mode with the same inputs, outputs and metadata as the exported
-``loco.onnx`` (``export/to_onnx.py`` builds that metadata with ``window_metadata`` below), so the
-stream can run on a checkpoint before it is exported and the two can be compared output for output.
-This module imports torch: the runtime loads it only when the ``torch`` backend is asked for.
+``loco.onnx`` (the export builds that metadata with ``window_info`` below), so the stream can run
+on a checkpoint before it is exported and the two can be compared output for output. A model
+directory runs it with ``--backend torch`` from its ``loco.pt``. This module imports torch: the
+runtime loads it only when the ``torch`` backend is asked for.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..bundle import DEFAULT_HOP_STEPS, WindowInfo, package_version
 from ..config import Config, ConfigError, ModelConfig
 from ..model import LoCo, WindowGraph, point_grid
+from ..model.checkpoint import load_model
 from ..model.encoder import MAX_POSITIONS
-from .base import Backend, BackendUnavailable, TensorSpec
+from .base import Backend, TensorSpec
 
 INPUT_NAMES = ("visual", "audio", "mask")
 OUTPUT_NAMES = ("scores", "segments")
-DEFAULT_HOP_STEPS = 4  # steps between two runs of the window graph: 1 s at 0.25 s a step
-
-
-def package_version() -> str:
-    """The installed loco-stream version (``0+unknown`` when run from an uninstalled tree)."""
-    try:
-        return importlib.metadata.version("loco-stream")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def check_window(config: ModelConfig, window: int, hop_steps: int = DEFAULT_HOP_STEPS) -> None:
@@ -57,21 +49,19 @@ def window_graph(model: LoCo, window: int) -> WindowGraph:
     return graph
 
 
-def window_metadata(
+def window_info(
     config: Config, class_names: list[str], window: int, hop_steps: int = DEFAULT_HOP_STEPS
-) -> dict[str, Any]:
-    """The ``loco_stream`` metadata of a window graph (stored in ``loco.onnx``'s metadata_props)."""
-    return {
-        "kind": "window",
-        "version": package_version(),
-        "classes": list(class_names),
-        "step_seconds": config.data.step_seconds,
-        "step_offset": config.data.step_offset,
-        "window": window,
-        "hop_steps": hop_steps,
-        "decode": dataclasses.asdict(config.decode),
-        "model": dataclasses.asdict(config.model),
-    }
+) -> WindowInfo:
+    """The metadata of the window graph of ``config``'s network for windows of ``window`` steps."""
+    return WindowInfo(
+        classes=tuple(class_names),
+        window=window,
+        hop_steps=hop_steps,
+        step_seconds=config.data.step_seconds,
+        step_offset=config.data.step_offset,
+        decode=config.decode,
+        model=config.model,
+    )
 
 
 def window_specs(config: ModelConfig, window: int) -> dict[str, TensorSpec]:
@@ -115,19 +105,12 @@ class TorchBackend(Backend):
         self.name = "torch"
         self.input_specs = window_specs(config.model, window)
         self.output_names = list(OUTPUT_NAMES)
-        self.metadata = window_metadata(config, class_names, window, hop_steps)
+        self.info = window_info(config, class_names, window, hop_steps)
+        self.metadata = {"kind": "window", "version": package_version(), **self.info.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, path: Path, **options: Any) -> TorchBackend:
-        """Open a checkpoint written by ``train/`` (EMA weights); ``options`` as ``__init__``."""
-        try:
-            from train.checkpoint import load_model
-        except ImportError as err:
-            raise BackendUnavailable(
-                "the torch backend loads checkpoints with train/checkpoint.py, which is not part "
-                "of the installed package: run from the repository root (or put it on "
-                f"PYTHONPATH) with the training extra installed (pip install -e '.[train]') [{err}]"
-            ) from err
+        """Open a LoCo checkpoint (EMA weights when it has them); ``options`` as ``__init__``."""
         model, config, class_names = load_model(path)
         return cls(model, config, class_names, **options)
 

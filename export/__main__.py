@@ -1,0 +1,368 @@
+"""``python -m export``: write and verify a whole model directory, in every format asked for.
+
+    python -m export [--checkpoint LOCO.pt] [--extractors EXTRACTORS.pt] --out DIR
+                     [--window T] [--hop STEPS] [--config CFG] [--results RESULTS.json]
+                     [--fp16] [--int8 --calib VIDEOS_DIR [--calib-clips N]] [--trt]
+
+Without ``--checkpoint`` the package's default model is exported; ``--extractors`` defaults to
+the ``extractors.pt`` beside the checkpoint. The formats (``FORMATS``), each a stage with its
+lines under one progress bar:
+
+    format  flag                 writes                                   checked
+    onnx    (always)             loco.onnx, audio_extractor.onnx,         onnx.checker, TensorRT
+                                 visual_extractor.onnx, loco.pt,          readiness, ONNX Runtime
+                                 extractors.pt                            vs torch (1e-4)
+    fp16    --fp16               loco_fp16.onnx (fp16 inside, fp32 I/O)   error vs torch, readiness
+    int8    --int8 --calib DIR   loco_int8.onnx (Q/DQ, calibrated on the  error vs fp32, readiness
+                                 feature windows of DIR's videos)
+    trt     --trt                *.engine (export/to_trt.py; --fp16 or    TensorRT's own build
+                                 --int8 pick the window graph's engine)
+
+After each format the model card (``model_card.json``: metadata, SHA-256 and signature of every
+file, see ``loco_stream.bundle``) is rewritten and the directory read back through the same
+verification the runtime runs, so the directory is complete and loadable after every stage.
+``--results`` stores what training measured in the card; re-exporting the same weights into a
+directory keeps the results its card already has.
+
+Exit status: 0 written and verified; 1 an export failed, a graph breaks a constraint or does not
+match torch, or an engine did not build; 2 bad arguments, checkpoint, config or calibration
+videos, or ``--trt`` where TensorRT or a GPU is missing (the directory is complete without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+if __package__ in (None, ""):  # run as a script: make `export` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export import to_trt  # noqa: E402
+from export.extractors import export_extractors, extractor_infos  # noqa: E402
+from export.quantize import (  # noqa: E402
+    CalibrationError,
+    calibration_videos,
+    calibration_windows,
+    quantize_window_graph,
+)
+from export.to_onnx import (  # noqa: E402
+    ExportError,
+    apply_config_file,
+    check_graph,
+    convert_to_fp16,
+    export_and_verify,
+    verify_fp16,
+)
+from loco_stream.bundle import (  # noqa: E402
+    AUDIO_GRAPH,
+    CARD,
+    DEFAULT_HOP_STEPS,
+    DEFAULT_MODEL_DIR,
+    EXTRACTOR_CHECKPOINT,
+    VISUAL_GRAPH,
+    WINDOW_CHECKPOINT,
+    WINDOW_FP16_GRAPH,
+    WINDOW_GRAPH,
+    WINDOW_INT8_GRAPH,
+    ModelCard,
+    ModelDirError,
+    embedded_metadata,
+    file_entry,
+    sha256_file,
+    write_card,
+)
+from loco_stream.config import Config, ConfigError  # noqa: E402
+from loco_stream.features.steps import StepSpec  # noqa: E402
+from loco_stream.model import LoCo  # noqa: E402
+from loco_stream.model.checkpoint import (  # noqa: E402
+    CheckpointError,
+    load_checkpoint,
+    load_extractors,
+    load_model,
+    save_checkpoint,
+)
+from loco_stream.runtime import open_backend  # noqa: E402
+from loco_stream.runtime.torch_backend import check_window, window_info  # noqa: E402
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Job:
+    """Everything one export works from, and the files it has written so far."""
+
+    model: LoCo
+    config: Config
+    class_names: list[str]
+    encoders: dict[str, nn.Module]  # modality -> extractor network
+    spec: StepSpec
+    checkpoint: Path
+    extractors_checkpoint: Path
+    out: Path
+    window: int
+    hop: int
+    calib: Path | None = None
+    calib_clips: int = 40
+    results: dict = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)  # file names, in order
+
+    def card(self) -> ModelCard:
+        """The card of what has been written so far."""
+        info = window_info(self.config, self.class_names, self.window, self.hop)
+        extractors = extractor_infos(
+            self.encoders["audio"],
+            self.encoders["visual"],
+            self.spec,
+            self.config.model.audio_dim,
+            self.config.model.visual_dim,
+        )
+        files = {name: file_entry(self.out / name) for name in self.written}
+        return ModelCard(info, extractors, files, results=self.results)
+
+
+def write_onnx(job: Job, say: Say) -> None:
+    """The three fp32 graphs, each checked against torch, and the checkpoints they came from."""
+    model = job.config.model
+    export_and_verify(job.model, job.config, job.class_names, job.out, job.window, job.hop, say)
+    errors = export_extractors(
+        job.encoders["audio"],
+        job.encoders["visual"],
+        job.spec,
+        job.out,
+        audio_dim=model.audio_dim,
+        visual_dim=model.visual_dim,
+    )
+    for name, error in errors.items():
+        say(f"      {job.out / name}: ONNX Runtime vs torch max abs error {error:.3g}  OK")
+    job.written += [WINDOW_GRAPH, AUDIO_GRAPH, VISUAL_GRAPH]
+    write_checkpoints(job, say)
+
+
+def write_checkpoints(job: Job, say: Say) -> None:
+    """``loco.pt`` (config, class names and the exported weights only) and ``extractors.pt``
+    beside the graphs, unless they are the very files exported from."""
+    target = job.out / WINDOW_CHECKPOINT
+    if not target.exists() or not target.samefile(job.checkpoint):
+        state = load_checkpoint(job.checkpoint)
+        weights = state["ema"] if "ema" in state else state["model"]
+        slim = {"model": weights, "config": state["config"], "class_names": job.class_names}
+        save_checkpoint(target, slim)
+        say(f"      {target} (weights, config and class names of {job.checkpoint.name})")
+    target = job.out / EXTRACTOR_CHECKPOINT
+    if not target.exists() or not target.samefile(job.extractors_checkpoint):
+        shutil.copyfile(job.extractors_checkpoint, target)
+        say(f"      {target}")
+    job.written += [WINDOW_CHECKPOINT, EXTRACTOR_CHECKPOINT]
+
+
+def write_fp16(job: Job, say: Say) -> None:
+    """``loco_fp16.onnx``: what a strongly typed TensorRT FP16 build takes."""
+    path = convert_to_fp16(job.out / WINDOW_GRAPH, job.out / WINDOW_FP16_GRAPH)
+    say(f"      {path} ({path.stat().st_size / 2**20:.1f} MiB); error vs torch:")
+    verify_fp16(job.model, job.config, path, job.window, say)
+    problems = check_graph(path, 0)
+    if problems:
+        raise ExportError(f"{path} is not ready for TensorRT:\n  - " + "\n  - ".join(problems))
+    job.written.append(WINDOW_FP16_GRAPH)
+
+
+def write_int8(job: Job, say: Say) -> None:
+    """``loco_int8.onnx``: Q/DQ nodes calibrated on feature windows of ``--calib``'s videos."""
+    videos = calibration_videos(job.calib, job.calib_clips)
+    windows = calibration_windows(job.out, videos, job.window)
+    say(f"      {len(windows)} calibration windows from {len(videos)} videos in {job.calib}")
+    card = job.card()
+    path = quantize_window_graph(
+        job.out / WINDOW_GRAPH,
+        job.out / WINDOW_INT8_GRAPH,
+        windows,
+        embedded_metadata(card.window, card.version),
+        say,
+    )
+    problems = check_graph(path, 0)
+    if problems:
+        raise ExportError(f"{path} is not ready for TensorRT:\n  - " + "\n  - ".join(problems))
+    fp32 = open_backend("onnxruntime", job.out / WINDOW_GRAPH)
+    int8 = open_backend("onnxruntime", path)
+    try:
+        worst = max(
+            float(np.max(np.abs(fp32.run(w)["scores"] - int8.run(w)["scores"])))
+            for w in windows[:8]
+        )
+    finally:
+        fp32.close()
+        int8.close()
+    say(f"      scores vs fp32 on {min(8, len(windows))} calibration windows: max abs {worst:.3g}")
+    job.written.append(WINDOW_INT8_GRAPH)
+
+
+@dataclass(frozen=True)
+class Format:
+    """One row of the format table."""
+
+    name: str
+    flag: str
+    files: str
+    write: Callable[[Job, Say], None]
+
+
+FORMATS = (
+    Format("onnx", "", "loco.onnx, the two extractors, loco.pt, extractors.pt", write_onnx),
+    Format("fp16", "--fp16", WINDOW_FP16_GRAPH, write_fp16),
+    Format("int8", "--int8", WINDOW_INT8_GRAPH, write_int8),
+)
+
+
+def previous_results(out: Path, checkpoint: Path) -> dict:
+    """The results in ``out``'s card when it describes the same weights (a re-export)."""
+    try:
+        card = json.loads((out / CARD).read_text(encoding="utf-8"))
+        recorded = card["files"][WINDOW_CHECKPOINT]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return dict(card.get("results") or {}) if recorded == sha256_file(checkpoint) else {}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description=__doc__.splitlines()[0].strip("`"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    default = DEFAULT_MODEL_DIR / WINDOW_CHECKPOINT
+    parser.add_argument("--checkpoint", type=Path, default=default, help=f"default: {default}")
+    parser.add_argument("--extractors", type=Path, help="default: extractors.pt beside it")
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--window", type=int, help="T, steps per window (default: the model's)")
+    parser.add_argument(
+        "--hop",
+        type=int,
+        default=DEFAULT_HOP_STEPS,
+        help=f"steps between two windows in the stream (default {DEFAULT_HOP_STEPS})",
+    )
+    parser.add_argument("--config", type=Path, help="YAML whose data and decode sections apply")
+    parser.add_argument("--results", type=Path, help="JSON of measured results for the card")
+    parser.add_argument("--fp16", action="store_true", help="also write loco_fp16.onnx")
+    parser.add_argument("--int8", action="store_true", help="also write loco_int8.onnx (Q/DQ)")
+    parser.add_argument("--calib", type=Path, metavar="VIDEOS_DIR", help="videos for --int8")
+    parser.add_argument("--calib-clips", type=int, default=40, help="videos used (default 40)")
+    parser.add_argument("--trt", action="store_true", help="also build TensorRT engines")
+    args = parser.parse_args(argv)
+    if args.int8 and args.calib is None:
+        parser.error("--int8 needs --calib VIDEOS_DIR (videos whose features calibrate it)")
+    if args.calib is not None and not args.int8:
+        parser.error("--calib goes with --int8")
+    return args
+
+
+def prepare(args: argparse.Namespace) -> Job:
+    """Load and check everything the export needs; raises CheckpointError or ConfigError."""
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a directory")
+    extractors = args.extractors or args.checkpoint.parent / EXTRACTOR_CHECKPOINT
+    if not extractors.is_file():
+        raise CheckpointError(
+            f"extractors checkpoint {extractors} does not exist: pass --extractors EXTRACTORS.pt "
+            "(written by `python -m train.extractors`)"
+        )
+    model, config, names = load_model(args.checkpoint)
+    if args.config is not None:
+        config = apply_config_file(config, args.config)
+    encoders, spec = load_extractors(extractors)
+    window = config.model.window if args.window is None else args.window
+    check_window(config.model, window, args.hop)
+    results = {}
+    if args.results is not None:
+        try:
+            results = json.loads(args.results.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"--results {args.results}: {error}") from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    job = Job(
+        model,
+        config,
+        names,
+        encoders,
+        spec,
+        args.checkpoint,
+        extractors,
+        args.out,
+        window,
+        args.hop,
+        args.calib,
+        args.calib_clips,
+        results or previous_results(args.out, args.checkpoint),
+    )
+    try:
+        job.card().check_metadata()  # the two checkpoints fit together, before anything is written
+    except ValueError as error:
+        raise ConfigError(f"{args.checkpoint} and {extractors} do not fit: {error}") from None
+    return job
+
+
+def run(job: Job, formats: list[Format]) -> None:
+    """Write ``formats`` into ``job.out`` under one progress bar, the card after each."""
+
+    def say(line: str) -> None:
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    for number, fmt in enumerate(tqdm(formats, desc="export", unit="format"), 1):
+        say(f"[{number}/{len(formats)}] {fmt.name}: {fmt.files}")
+        fmt.write(job, say)
+        path = write_card(job.out, job.card())
+        say(f"      {path}: {len(job.written)} files, hashes and signatures verified")
+
+
+def export_model_dir(job: Job, fp16: bool = False, int8: bool = False) -> Path:
+    """The Python entry point (``train.default_model`` uses it): the onnx format, and fp16 and
+    int8 when asked; returns the model directory."""
+    wanted = {"onnx": True, "fp16": fp16, "int8": int8}
+    run(job, [fmt for fmt in FORMATS if wanted[fmt.name]])
+    return job.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed"
+    warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")  # torch.export
+    try:
+        job = prepare(args)
+    except (CheckpointError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.checkpoint}: {job.config.model.variant}, {len(job.class_names)} classes, "
+        f"window {job.window} steps, hop {job.hop} steps of {job.config.data.step_seconds:g} s",
+        flush=True,
+    )
+    try:
+        export_model_dir(job, args.fp16, args.int8)
+    except CalibrationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ExportError, ModelDirError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.trt:
+        precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+        status = to_trt.build_model_dir(job.out, precision, say=to_trt.report)
+        if status:
+            return status
+    print(f"done: {job.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
