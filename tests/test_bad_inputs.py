@@ -6,7 +6,12 @@ plumbing matters), then the command-line tools.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +20,10 @@ from loco_stream.model_dir import ModelDir
 from loco_stream.sources.base import AudioBlock, VideoFrame
 from loco_stream.sources.demo import DemoSource
 from loco_stream.stream.detector import Detector
+from loco_stream.stream.output import JsonlWriter
 from loco_stream.stream.stitch import Event
 from loco_stream.stream.timeline import StreamStalled
+from tests.media import make_clip
 from tests.test_stream_support import (
     assert_well_formed,
     finals,
@@ -252,3 +259,129 @@ def test_one_modality_alone_is_buffered_only_to_a_bound_then_reported(
 def test_hop_and_threshold_are_checked(tiny: ModelDir, settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Detector(tiny, **settings)
+
+
+# ---- loco-stream ----
+
+STREAM = [sys.executable, "-m", "loco_stream.cli.stream"]
+DETECT = [sys.executable, "-m", "loco_stream.cli.detect"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir(tmp_path_factory)
+
+
+def one_error_line(done: subprocess.CompletedProcess, prog: str, status: int, expected: str):
+    assert done.returncode == status, (done.returncode, done.stderr)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{prog}: error: ") and expected in last, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_second_writer_of_one_output_file_is_refused(tiny_dir: Path, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", audio_rate=16000)
+    output = tmp_path / "events.jsonl"
+    with JsonlWriter(output) as first:
+        first.write({"type": "stats", "frames": 1})
+        args = ["--input", str(clip), "--model", str(tiny_dir), "--output", str(output)]
+        done = subprocess.run(STREAM + args, capture_output=True, text=True, timeout=60)
+        one_error_line(done, "loco-stream", 1, "being written by another process")
+        first.write({"type": "stats", "frames": 2})
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert lines == [{"type": "stats", "frames": 1}, {"type": "stats", "frames": 2}]
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "expected"),
+    [
+        ("short clip", 1, "nothing to detect"),
+        ("folder", 1, "is a folder"),
+        ("duration inf", 2, "--duration must be a finite number"),
+        ("duration nan", 2, "--duration must be a finite number"),
+        ("hop past the window", 2, "longer than the model's window (32 steps)"),
+    ],
+)
+def test_loco_stream_says_why(
+    tiny_dir: Path, tmp_path: Path, case: str, status: int, expected: str
+) -> None:
+    args = ["--model", str(tiny_dir)]
+    if case == "short clip":
+        args += ["--input", str(make_clip(tmp_path / "short.mp4", duration=0.2, fps=10))]
+    elif case == "folder":
+        args += ["--input", str(tmp_path)]
+    elif case.startswith("duration"):
+        args += ["--demo", "--duration", case.split()[1]]
+    else:
+        args += ["--input", str(make_clip(tmp_path / "clip.mp4")), "--hop", "100000"]
+    done = subprocess.run(STREAM + args, capture_output=True, text=True, timeout=60)
+    one_error_line(done, "loco-stream", status, expected)
+
+
+# ---- loco-detect ----
+
+
+def test_files_of_one_name_in_two_folders_keep_their_own_results(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    first = make_clip(mkdir(tmp_path / "a") / "clip.mp4", tone_hz=440.0)
+    second = make_clip(mkdir(tmp_path / "b") / "clip.mp4", duration=3.0, tone_hz=880.0)
+    other = make_clip(tmp_path / "other.mp4")
+    output, plots = tmp_path / "results.json", tmp_path / "plots"
+    args = [str(first), str(second), str(other), "--model", str(tiny_dir)]
+    args += ["--output", str(output), "--plot", str(plots)]
+    done = subprocess.run(DETECT + args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(output.read_text())["results"]
+    assert sorted(results) == ["a/clip", "b/clip", "other"]
+    assert sorted(p.name for p in plots.iterdir()) == ["a__clip.png", "b__clip.png", "other.png"]
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("missing folder", "does not exist; create it first"),
+        ("a folder", "is a folder; give a file name"),
+        ("read-only folder", "cannot write in"),
+    ],
+)
+def test_an_unwritable_output_is_refused_before_any_decoding(
+    tiny_dir: Path, tmp_path: Path, where: str, expected: str
+) -> None:
+    if where == "read-only folder" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders: the case cannot be made here")
+    output = {
+        "missing folder": tmp_path / "no" / "results.json",
+        "a folder": mkdir(tmp_path / "results.json"),
+        "read-only folder": tmp_path / "locked" / "results.json",
+    }[where]
+    if where == "read-only folder":
+        mkdir(output.parent).chmod(0o500)
+    damaged = tmp_path / "damaged.mp4"  # would be reported as skipped if it were ever decoded
+    damaged.write_bytes(b"not a video")
+    args = [str(damaged), "--model", str(tiny_dir), "--output", str(output)]
+    done = subprocess.run(DETECT + args, capture_output=True, text=True, timeout=60)
+    one_error_line(done, "loco-detect", 2, expected)
+    assert "skipped" not in done.stderr and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_cap_of_events_per_clip_is_a_flag_and_reaching_it_is_said(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", duration=6.0)
+    counts = {}
+    for cap in (3, None):
+        output = tmp_path / f"results_{cap}.json"
+        args = [str(clip), "--model", str(tiny_dir), "--output", str(output)]
+        args += [] if cap is None else ["--max-events", str(cap)]
+        done = subprocess.run(DETECT + args, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        counts[cap] = len(json.loads(output.read_text())["results"]["clip"])
+        if cap == 3:
+            assert "reached the cap of 3 events per clip" in done.stderr, done.stderr
+    assert counts[3] == 3 < counts[None] <= 100

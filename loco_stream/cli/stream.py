@@ -6,14 +6,16 @@
 
 Each event is printed as it is confirmed (START) and when it is final (END), and written to
 ``--output`` as JSON lines (STREAMING.md). Ctrl-C or SIGTERM closes the open events, writes them,
-prints the stats and exits 0. Startup problems exit 1 with one ``loco-stream: error:`` line and
-write nothing.
+prints the stats and exits 0. Argument errors exit 2 (argparse's usage line); startup problems
+exit 1 with one ``loco-stream: error:`` line and write nothing. ``--output`` is locked while it
+is written: a second writer of the same file is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import secrets
 import signal
 import sys
@@ -39,8 +41,15 @@ from loco_stream.sources import (
 from loco_stream.sources.base import Item, StreamClock, VideoFrame
 from loco_stream.sources.demo import DemoSource
 from loco_stream.stream.engine import StreamEngine
-from loco_stream.stream.output import JsonlWriter, Overlay, overlay_unavailable, print_event
+from loco_stream.stream.output import (
+    JsonlWriter,
+    OutputInUse,
+    Overlay,
+    overlay_unavailable,
+    print_event,
+)
 from loco_stream.stream.stitch import DEFAULT_THRESHOLD, Event, StitchConfig
+from loco_stream.stream.timeline import StreamStalled
 
 PROG = "loco-stream"
 STATS_INTERVAL_S = 10.0  # default period of --stats, in stream seconds
@@ -52,6 +61,10 @@ STREAM_BACKENDS = [b for b in BACKENDS if b != "torch"]  # torch runs a checkpoi
 
 class CliError(Exception):
     """A problem to report as one ``loco-stream: error:`` line (exit status 1)."""
+
+
+class UsageError(CliError):
+    """An argument that only the model shows to be wrong: reported as argparse does (exit 2)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,8 +121,10 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--realtime paces --input only")
     if (args.seed is not None or args.duration is not None) and not args.demo:
         parser.error("--seed and --duration are options of --demo")
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        parser.error(f"--duration must be a finite number of seconds above 0, got {args.duration}")
     if args.hop is not None and args.hop < 1:
-        parser.error("--hop must be at least 1 step")
+        parser.error("--hop must be between 1 and the model's window (in steps)")
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     if not 0 <= args.threshold <= 1:
@@ -182,6 +197,11 @@ class _Reopening(MediaSource):
 
 def _open_source(args: argparse.Namespace) -> MediaSource:
     if args.input is not None:
+        if args.input.is_dir():
+            raise CliError(
+                f"--input '{args.input}' is a folder: give one video file "
+                "(loco-detect runs over many files)"
+            )
         if not args.input.is_file():
             raise CliError(f"input file '{args.input}' does not exist")
         source = FileSource(args.input, realtime=args.realtime)
@@ -267,6 +287,12 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         model = ModelDir(args.model, args.backend, args.threads)
     except (ModelDirError, BackendUnavailable, ValueError) as error:
         raise CliError(str(error)) from None
+    if args.hop is not None and args.hop > model.info.window:
+        model.close()
+        raise UsageError(
+            f"--hop {args.hop} is longer than the model's window ({model.info.window} steps): "
+            "steps between windows would never be seen; give 1 to the window"
+        )
     try:
         source = _open_source(args)
     except (SourceError, CliError) as error:
@@ -274,6 +300,10 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         raise CliError(str(error)) from None
     try:
         writer = JsonlWriter(args.output) if args.output is not None else None
+    except OutputInUse as error:
+        source.close()
+        model.close()
+        raise CliError(f"cannot write --output {error}") from None
     except OSError as error:
         source.close()
         model.close()
@@ -308,10 +338,10 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
     def should_stop() -> bool:
         return stopper.requested or (overlay is not None and overlay.quit)
 
-    failure: SourceError | None = None
+    failure: SourceError | StreamStalled | None = None
     try:
         engine.run(source, on_event, should_stop, on_item)
-    except SourceError as error:  # the events were closed and written by run()
+    except (SourceError, StreamStalled) as error:  # the events were closed and written by run()
         failure = error
     except KeyboardInterrupt:  # a second signal: run() still wrote what it had
         pass
@@ -329,6 +359,12 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         print(_demo_report(source, finals), flush=True)
     if failure is not None:
         raise CliError(f"{failure} (the events so far were closed and written)")
+    if stats.steps == 0 and not stopper.requested:
+        raise CliError(
+            f"{source.description} ended after {stats.audio_seconds:.2f} s of audio and "
+            f"{stats.frames} frames, before one {model.info.step_seconds:g}-s step had both: "
+            "nothing to detect"
+        )
     return 0
 
 
@@ -348,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     stopper = _Stopper()
     try:
         return _run(args, stopper)
+    except UsageError as error:
+        parser.error(str(error))
     except CliError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1

@@ -2,7 +2,9 @@
 
 The JSON-lines file gets one record a line, each written whole with a single ``write`` and
 flushed to the OS as it is made, so a reader tailing the file never sees half a line, and a
-process killed at any moment leaves only whole lines behind.
+process killed at any moment leaves only whole lines behind. The file is held with an exclusive
+OS lock (``flock``; ``msvcrt.locking`` on Windows) while it is written: a second writer of the
+same file gets `OutputInUse` before anything is truncated.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import numpy as np
 
 from .stitch import Event
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 OVERLAY_WINDOW = "loco-stream"
 OVERLAY_HEIGHT = 480  # px, frames are scaled to this height
 OVERLAY_INTERVAL_S = 1 / 30  # redraw at most this often
@@ -24,12 +31,26 @@ OVERLAY_RECENT_S = 5.0  # ended events stay on screen this long
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
 
 
+class OutputInUse(Exception):
+    """The output file is being written by another process."""
+
+
 class JsonlWriter:
-    """Writes records to ``path`` (replacing it), one whole line per ``os.write``."""
+    """Writes records to ``path`` (replacing it), one whole line per ``os.write``, holding the
+    file's exclusive lock until closed."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            _lock_exclusively(self._fd)
+        except OSError:
+            self.close()
+            raise OutputInUse(
+                f"'{self.path}' is being written by another process (it holds the file's lock); "
+                "write to another file"
+            ) from None
+        os.ftruncate(self._fd, 0)  # only once the file is ours
 
     def write(self, record: dict) -> None:
         line = memoryview((json.dumps(record) + "\n").encode())
@@ -46,6 +67,16 @@ class JsonlWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _lock_exclusively(fd: int) -> None:
+    """Take the file's exclusive lock without waiting (OSError when another process holds it)."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
 
 
 def event_line(event: Event) -> str:
