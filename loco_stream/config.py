@@ -7,13 +7,15 @@ A config file has up to four sections, each a dataclass below:
     train:  {epochs: 45, lr: 1.0e-4, ...}             # TrainConfig
     decode: {score_threshold: 0.001, ...}             # DecodeConfig
 
-Files are read with ``yaml.safe_load``; unknown keys are errors that list the valid ones, and
-``key=value`` overrides (``train.epochs=3``) are applied on top.
+Files are read with ``yaml.safe_load``; unknown keys are errors that list the valid ones, a value
+of the wrong type (``train.lr=fast``) is an error naming the key and the type it needs, and
+``key=value`` overrides (``train.epochs=3``, values read as YAML) are applied on top.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,7 @@ class DataConfig:
     val_split: str = "validation"
     test_split: str = "test"
     crop_ratio: list = field(default_factory=lambda: [0.9, 1.0])
+    skip_missing_features: bool = False  # train on the videos that have features, skip the rest
 
 
 @dataclass
@@ -137,6 +140,11 @@ class TrainConfig:
     output_dir: str = "runs/default"
     num_threads: int = 0  # torch threads (0: torch's default)
     device: str = "cpu"  # cpu, cuda, or auto (CUDA when available)
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size"):
+            if isinstance(getattr(self, key), int) and getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
 
 
 @dataclass
@@ -182,7 +190,34 @@ def _build_section(name: str, values: Any) -> Any:
         raise ConfigError(
             f"unknown key(s) {unknown} in config section {name!r}; valid keys: {', '.join(valid)}"
         )
-    return cls(**values)
+    types = typing.get_type_hints(cls)
+    checked = {key: _typed(f"{name}.{key}", value, types[key]) for key, value in values.items()}
+    return cls(**checked)
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _typed(key: str, value: Any, expected: Any) -> Any:
+    """``value`` if it is of its field's plain type (a number written ``1e-4``, which YAML reads as
+    a string, becomes a float), else a `ConfigError` naming ``key`` and the type it needs."""
+    if expected is float and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if expected is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is int:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif expected in (bool, str, list):
+        fits = isinstance(value, expected)
+    else:  # a union or other annotation: left to the dataclass
+        return value
+    if not fits:
+        wanted = _TYPE_NAMES.get(expected, "a list, e.g. [a, b]")
+        raise ConfigError(f"{key} must be {wanted}, got {value!r} ({type(value).__name__})")
+    return value
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -210,7 +245,14 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"cannot override {path}: section {section!r} is not a mapping")
-        raw[section][key] = yaml.safe_load(value)
+        try:
+            raw[section][key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = str(error).splitlines()[0]
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({problem}); quote items that "
+                f"hold braces or colons, e.g. {path}='[\"{{vid}}_visual.npy\"]'"
+            ) from None
     return raw
 
 

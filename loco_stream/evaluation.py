@@ -14,12 +14,18 @@ Scores detections the way the UnAV-100 benchmark does (shared/UNAV100.md, "Evalu
 - AP is the all-points interpolated area under precision/recall (Pascal VOC style).
 
 Segments are ``(start, end)`` in seconds; a zero-length segment has tIoU 0 with everything.
+
+Input the protocol cannot score is refused with `EvaluationInputError`: a segment before 0 s
+and (when a split is asked for) a ground-truth video without a ``subset``. Negative scores rank
+as given (a warning: scores are probabilities). ``loco-eval`` also refuses a results file
+without a single prediction.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +72,13 @@ def load_ground_truth(annotations: str | Path | dict, split: str | None = None) 
     database, name = _read_section(annotations, "database", '{"database": {video_id: {...}}}')
     if split is not None:
         subsets = {vid: _entry(database, vid, name).get("subset") for vid in database}
+        unsplit = [vid for vid, subset in subsets.items() if not isinstance(subset, str)]
+        if unsplit:
+            raise EvaluationInputError(
+                f'{name}: {len(unsplit)} video(s) have no "subset" (first: '
+                f"{', '.join(map(repr, unsplit[:3]))}), so split {split!r} cannot be told; "
+                'give each video "subset": "train", "validation" or "test"'
+            )
         kept = [vid for vid, subset in subsets.items() if subset == split]
         if not kept:
             available = ", ".join(sorted({str(s) for s in subsets.values()})) or "none"
@@ -107,6 +120,13 @@ def load_predictions(predictions: str | Path | dict) -> Predictions:
             _parse_event(item, f"{name}: video {vid!r}, prediction {i}", with_score=True)
             for i, item in enumerate(items)
         ]
+    negative = sum(row[3] < 0 for rows in parsed.values() for row in rows)
+    if negative:
+        warnings.warn(
+            f"{name}: {negative} prediction(s) have negative scores (logits?); they are ranked "
+            "as given, but UnAV-style scores are probabilities in [0, 1]",
+            stacklevel=2,
+        )
     return parsed
 
 
@@ -151,6 +171,11 @@ def _parse_event(item: Any, where: str, with_score: bool = False) -> tuple:
             f"got {segment!r}"
         )
     start, end = float(segment[0]), float(segment[1])
+    if start < 0:
+        raise EvaluationInputError(
+            f"{where}: segment [{start}, {end}] starts before 0 s; times are seconds from the "
+            "start of the video"
+        )
     if end < start:
         raise EvaluationInputError(
             f"{where}: segment end {end} is before its start {start}; write [start, end]"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loco_stream.cli.eval import main as eval_main
 from loco_stream.model_dir import ModelDir
 from loco_stream.sources.base import AudioBlock, VideoFrame
 from loco_stream.sources.demo import DemoSource
@@ -24,6 +25,7 @@ from loco_stream.stream.output import JsonlWriter
 from loco_stream.stream.stitch import Event
 from loco_stream.stream.timeline import StreamStalled
 from tests.media import make_clip
+from tests.planted import make_planted_dataset, planted_config_overrides
 from tests.test_stream_support import (
     assert_well_formed,
     finals,
@@ -31,7 +33,9 @@ from tests.test_stream_support import (
     tiny_model_dir,
     tiou,
 )
+from train.__main__ import main as train_main
 
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 SCENE_SEED = 334  # a demo scenario with two clear events inside its first 20 s
 SCENE_SECONDS = 20.0
 
@@ -385,3 +389,111 @@ def test_the_cap_of_events_per_clip_is_a_flag_and_reaching_it_is_said(
         if cap == 3:
             assert "reached the cap of 3 events per clip" in done.stderr, done.stderr
     assert counts[3] == 3 < counts[None] <= 100
+
+
+# ---- loco-eval ----
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+GROUND_TRUTH = {
+    "database": {
+        "v1": {"subset": "test", "annotations": [{"segment": [1.0, 3.0], "label_id": 0}]},
+        "v2": {"subset": "test", "annotations": [{"segment": [2.0, 5.0], "label_id": 1}]},
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("negative time", "starts before 0 s"),
+        ("empty results", "holds no predictions"),
+        ("video without subset", "have no \"subset\" (first: 'v2')"),
+    ],
+)
+def test_loco_eval_refuses_what_the_protocol_cannot_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture, case: str, expected: str
+) -> None:
+    truth = json.loads(json.dumps(GROUND_TRUTH))
+    results = {"v1": [{"segment": [1.0, 3.0], "label_id": 0, "score": 0.9}]}
+    if case == "negative time":
+        results["v2"] = [{"segment": [-2.0, 5.0], "label_id": 1, "score": 0.8}]
+    elif case == "empty results":
+        results = {"v1": [], "v2": []}
+    else:
+        del truth["database"]["v2"]["subset"]
+    args = ["--annotations", str(write_json(tmp_path / "gt.json", truth))]
+    args += ["--predictions", str(write_json(tmp_path / "r.json", {"results": results}))]
+    assert eval_main([*args, "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("loco-eval: error: ") and expected in err and len(err.splitlines()) == 1
+
+
+def test_loco_eval_warns_of_negative_scores_and_ranks_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    results = {  # logits: the true event ranks first all the same
+        "v1": [{"segment": [1.0, 3.0], "label_id": 0, "score": -0.5}],
+        "v2": [
+            {"segment": [2.0, 5.0], "label_id": 1, "score": -1.0},
+            {"segment": [0.0, 1.0], "label_id": 1, "score": -3.0},
+        ],
+    }
+    args = ["--annotations", str(write_json(tmp_path / "gt.json", GROUND_TRUTH))]
+    args += ["--predictions", str(write_json(tmp_path / "r.json", {"results": results}))]
+    assert eval_main([*args, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["average"] == 100.0
+    assert "loco-eval: warning:" in captured.err and "3 prediction(s) have negative" in captured.err
+
+
+# ---- training ----
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> tuple[Path, list[str]]:
+    annotations = make_planted_dataset(tmp_path, {"train": 8, "validation": 2})
+    overrides = planted_config_overrides(tmp_path, annotations)
+    return tmp_path, [*overrides, "train.epochs=1", "train.val_every=1", "train.num_threads=1"]
+
+
+def test_training_checks_every_feature_file_first_and_can_skip_the_missing(
+    planted: tuple[Path, list[str]], capsys: pytest.CaptureFixture
+) -> None:
+    root, overrides = planted
+    for index in (2, 5, 6):
+        (root / "features" / f"train_{index:04d}_visual.npy").unlink()
+    assert train_main(["--config", str(SMOKE), "--quiet", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "3 of 8 train videos have no usable features" in err, err
+    assert "(first: train_0002, train_0005, train_0006;" in err and "skip_missing_features" in err
+    assert not (root / "run").exists()  # stopped before the first step
+    skip = [*overrides, "data.skip_missing_features=true"]
+    assert train_main(["--config", str(SMOKE), "--quiet", *skip]) == 0
+    assert "using the other 5 (data.skip_missing_features)" in capsys.readouterr().err
+    metrics = [
+        json.loads(line) for line in (root / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert metrics[-1]["videos_without_features"] == 3 and (root / "run" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.epochs=0", "train.epochs must be at least 1, got 0"),
+        ("train.lr=fast", "train.lr must be a number, got 'fast' (str)"),
+        ("data.visual_files=[{vid}_visual.npy]", "the value is not valid YAML"),
+    ],
+)
+def test_training_settings_get_one_clear_error(
+    planted: tuple[Path, list[str]], capsys: pytest.CaptureFixture, override: str, expected: str
+) -> None:
+    root, overrides = planted
+    assert train_main(["--config", str(SMOKE), "--quiet", *overrides, override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train: error: ") and expected in err and len(err.splitlines()) == 1
+    assert "best checkpoint" not in capsys.readouterr().out

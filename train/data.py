@@ -7,7 +7,10 @@ Handling of imperfect input (each tested):
   with a warning when they differ by more than 2 steps;
 - segments reaching outside ``[0, duration]``: clipped; segments with nothing left: dropped, warned;
 - a video with an empty annotation list: kept as a background-only clip;
-- a ``label_id`` outside ``[0, num_classes)`` or a label name used with two ids: ``DataError``.
+- a ``label_id`` outside ``[0, num_classes)`` or a label name used with two ids: ``DataError``;
+- videos of the annotation file without (readable) feature files, as when users extract their
+  own for part of UnAV-100: found before training starts (`usable_records`), reported (how many,
+  the first few), and an error unless ``data.skip_missing_features`` trains on the others.
 """
 
 from __future__ import annotations
@@ -109,6 +112,49 @@ def load_records(
         subsets = sorted({str(entry.get("subset")) for entry in database.values()})
         raise DataError(f"no videos of split {split!r} in {annotations}; it has {subsets}")
     return records, names
+
+
+MISSING_LISTED = 5  # videos named in the report of videos without features
+
+
+def usable_records(
+    records: list[VideoRecord], data: DataConfig, split: str
+) -> tuple[list[VideoRecord], str | None]:
+    """The records whose feature files all exist with a readable .npy header, and a report of the
+    others (None when every video has its features). Without ``data.skip_missing_features``
+    any video without features is a ``DataError``; so is a split with none left."""
+    folder = Path(data.feature_dir)
+    kept, missing = [], []
+    for record in records:
+        problem = _feature_problem(folder, record.video_id, data)
+        (kept if problem is None else missing).append(record if problem is None else problem)
+    if not missing:
+        return records, None
+    names = ", ".join(vid for vid, _ in missing[:MISSING_LISTED])
+    report = (
+        f"{len(missing)} of {len(records)} {split} videos have no usable features in {folder} "
+        f"(first: {names}; {missing[0][1]})"
+    )
+    if not data.skip_missing_features:
+        raise DataError(
+            f"{report}; extract them, or set data.skip_missing_features=true to use the others"
+        )
+    if not kept:
+        raise DataError(f"{report}: none of the {split} videos is left")
+    return kept, f"{report}; using the other {len(kept)} (data.skip_missing_features)"
+
+
+def _feature_problem(folder: Path, video_id: str, data: DataConfig) -> tuple[str, str] | None:
+    """(video_id, what is wrong) when a feature file of the video is missing or unreadable."""
+    for pattern in [*data.visual_files, *data.audio_files]:
+        path = folder / pattern.format(vid=video_id)
+        if not path.is_file():
+            return video_id, f"{path.name} is missing"
+        try:
+            np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            return video_id, f"{path.name} is not a readable .npy file"
+    return None
 
 
 def _load_array(path: Path, expected_rank: int = 2) -> np.ndarray:

@@ -33,7 +33,7 @@ from loco_stream.offline import detect_features
 from loco_stream.postprocess import steps_to_seconds
 
 from .checkpoint import CheckpointError, load_model
-from .data import DataError, VideoRecord, load_features, load_records
+from .data import DataError, VideoRecord, load_features, load_records, usable_records
 
 
 def predict(
@@ -78,8 +78,13 @@ def evaluate_split(
 ) -> tuple[EvaluationResult, dict]:
     """Detect over one split and score it with the reference protocol."""
     records, _ = load_records(config.data.annotations, split, config.model.num_classes)
+    records, report = usable_records(records, config.data, split)
+    if report:
+        print(f"evaluate: warning: {report}", file=sys.stderr, flush=True)
     predictions = predict(model, records, config, class_names, progress)
     ground_truth = load_ground_truth(config.data.annotations, split)
+    scored = {record.video_id for record in records}  # videos without features are not scored
+    ground_truth = {vid: events for vid, events in ground_truth.items() if vid in scored}
     return evaluate(ground_truth, load_predictions(predictions)), predictions
 
 

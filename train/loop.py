@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from loco_stream.config import Config, ConfigError
 from loco_stream.model import LoCo, LoCoOutput, locality_loss
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import load_records
+from .data import load_records, usable_records
 from .dataset import WindowDataset, collate
 from .evaluate import evaluate_split
 from .labels import PointGrid
@@ -126,6 +127,10 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         config.data.annotations, config.data.train_split, config.model.num_classes
     )
     class_names = [names.get(i, str(i)) for i in range(config.model.num_classes)]
+    listed = len(records)
+    records, report = usable_records(records, config.data, config.data.train_split)
+    if report and main_process:
+        print(f"train: warning: {report}", file=sys.stderr, flush=True)
     dataset = WindowDataset(
         records, config.data, config.model, train=True, seed=train_config.seed + rank
     )
@@ -221,6 +226,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
             "seconds": round(time.perf_counter() - started, 2),
             **{f"loss_{k}": round(v / max(iterations_per_epoch, 1), 5) for k, v in sums.items()},
         }
+        if len(records) < listed:  # data.skip_missing_features left videos out
+            record["videos_without_features"] = listed - len(records)
         validate = train_config.val_every > 0 and (
             (epoch + 1) % train_config.val_every == 0 or epoch + 1 == train_config.epochs
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from loco_stream.evaluation import (
@@ -61,12 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run loco-eval; returns the exit status (2 for unusable input)."""
     args = _parser().parse_args(argv)
     try:
-        result = evaluate(
-            load_ground_truth(args.annotations, args.split), load_predictions(args.predictions)
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictions = load_predictions(args.predictions)
+            if not any(predictions.values()):
+                raise EvaluationInputError(
+                    f"{args.predictions}: holds no predictions ({len(predictions)} video(s), none "
+                    "with a detection); nothing to score"
+                )
+            result = evaluate(load_ground_truth(args.annotations, args.split), predictions)
     except EvaluationInputError as e:
         print(f"loco-eval: error: {e}", file=sys.stderr)
         return 2
+    for warning in caught:
+        print(f"loco-eval: warning: {warning.message}", file=sys.stderr)
     if args.json:
         print(json.dumps({"tiou": result.tious, "mAP": result.mAP, "average": result.average}))
     else:
