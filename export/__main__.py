@@ -112,7 +112,7 @@ class Job:
     out: Path
     window: int
     hop: int
-    calib: Path | None = None
+    calib: Path | None = None  # videos for int8 calibration
     calib_clips: int = 40
     results: dict = field(default_factory=dict)
     written: list[str] = field(default_factory=list)  # file names, in order
@@ -237,7 +237,10 @@ def previous_results(out: Path, checkpoint: Path) -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m export",
-        description=__doc__.splitlines()[0].strip("`"),
+        description="Write and verify a whole model directory, in every format asked for.",
+        epilog="formats:\n"
+        + "\n".join(f"  {f.name:<5} {f.flag or '(always)':<9} {f.files}" for f in FORMATS)
+        + "\n  trt   --trt     loco.engine and the extractors' engines (export/to_trt.py)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     default = DEFAULT_MODEL_DIR / WINDOW_CHECKPOINT
@@ -266,49 +269,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def prepare(args: argparse.Namespace) -> Job:
-    """Load and check everything the export needs; raises CheckpointError or ConfigError."""
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} exists and is not a directory")
-    extractors = args.extractors or args.checkpoint.parent / EXTRACTOR_CHECKPOINT
+def load_job(
+    checkpoint: Path,
+    out: Path,
+    extractors: Path | None = None,
+    window: int | None = None,
+    hop: int = DEFAULT_HOP_STEPS,
+    config_file: Path | None = None,
+    results: dict | None = None,
+    calib: Path | None = None,
+    calib_clips: int = 40,
+) -> Job:
+    """Load and check everything an export needs (``extractors`` defaults to the extractors.pt
+    beside ``checkpoint``); raises CheckpointError or ConfigError."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    extractors = extractors or checkpoint.parent / EXTRACTOR_CHECKPOINT
     if not extractors.is_file():
         raise CheckpointError(
             f"extractors checkpoint {extractors} does not exist: pass --extractors EXTRACTORS.pt "
             "(written by `python -m train.extractors`)"
         )
-    model, config, names = load_model(args.checkpoint)
-    if args.config is not None:
-        config = apply_config_file(config, args.config)
+    model, config, names = load_model(checkpoint)
+    if config_file is not None:
+        config = apply_config_file(config, config_file)
     encoders, spec = load_extractors(extractors)
-    window = config.model.window if args.window is None else args.window
-    check_window(config.model, window, args.hop)
-    results = {}
-    if args.results is not None:
-        try:
-            results = json.loads(args.results.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"--results {args.results}: {error}") from None
-    args.out.mkdir(parents=True, exist_ok=True)
-    job = Job(
-        model,
-        config,
-        names,
-        encoders,
-        spec,
-        args.checkpoint,
-        extractors,
-        args.out,
-        window,
-        args.hop,
-        args.calib,
-        args.calib_clips,
-        results or previous_results(args.out, args.checkpoint),
-    )
+    window = config.model.window if window is None else window
+    check_window(config.model, window, hop)
+    out.mkdir(parents=True, exist_ok=True)
+    results = results or previous_results(out, checkpoint)
+    job = Job(model, config, names, encoders, spec, checkpoint, extractors, out, window, hop)
+    job.calib, job.calib_clips, job.results = calib, calib_clips, results
     try:
         job.card().check_metadata()  # the two checkpoints fit together, before anything is written
     except ValueError as error:
-        raise ConfigError(f"{args.checkpoint} and {extractors} do not fit: {error}") from None
+        raise ConfigError(f"{checkpoint} and {extractors} do not fit: {error}") from None
     return job
+
+
+def read_results(path: Path | None) -> dict:
+    """The ``--results`` JSON object ({} without one)."""
+    if path is None:
+        return {}
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--results {path}: {error}") from None
+    if not isinstance(results, dict):
+        raise ConfigError(f"--results {path} must hold a JSON object")
+    return results
 
 
 def run(job: Job, formats: list[Format]) -> None:
@@ -338,7 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed"
     warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")  # torch.export
     try:
-        job = prepare(args)
+        job = load_job(
+            args.checkpoint,
+            args.out,
+            args.extractors,
+            args.window,
+            args.hop,
+            args.config,
+            read_results(args.results),
+            args.calib,
+            args.calib_clips,
+        )
     except (CheckpointError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -155,3 +155,9 @@ class ModelDir:
     def close(self) -> None:
         self.window_graph.close()
         self.extractors.close()
+
+    def __enter__(self) -> ModelDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -8,7 +8,8 @@
 4. train LoCo (``configs/edge.yaml``), keeping the best checkpoint on the validation split;
 5. store its EMA weights in fp16 (``loco.pt``) and score those on the test split with the
    reference evaluator;
-6. export ``loco.onnx`` from the same weights (checked against torch).
+6. export the model directory from the same weights with ``python -m export``'s code (every
+   graph checked against torch and for TensorRT readiness, the model card with the test scores).
 
 Stages whose output already exists are skipped, so an interrupted build resumes.
 """
@@ -21,14 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-from export.to_onnx import export_window_graph, verify_against_torch, window_inputs
+from export.__main__ import export_model_dir, load_job
+from loco_stream.bundle import EXTRACTOR_CHECKPOINT, WINDOW_CHECKPOINT
 from loco_stream.config import load_config
-from loco_stream.runtime.torch_backend import window_graph
 from loco_stream.synth import generate_dataset
 
 from .checkpoint import half_precision, load_checkpoint, load_model, save_checkpoint
 from .evaluate import evaluate_split
-from .extract_features import extract_folder
+from .extract_features import Extractors, extract_folder
 from .extractors import train_extractors
 from .loop import train
 
@@ -63,8 +64,8 @@ def ship_weights(best: Path, out_dir: Path) -> Path:
         "class_names": state["class_names"],
         "epoch": state["epoch"],
     }
-    save_checkpoint(out_dir / "loco.pt", shipped)
-    return out_dir / "loco.pt"
+    save_checkpoint(out_dir / WINDOW_CHECKPOINT, shipped)
+    return out_dir / WINDOW_CHECKPOINT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if render(workdir, counts):
         timed("render")
 
-    if (out_dir / "audio_extractor.onnx").exists() and (out_dir / "visual_extractor.onnx").exists():
+    if (out_dir / EXTRACTOR_CHECKPOINT).exists():
         print("[2/6] extractors already trained")
     else:
         print("[2/6] training the extractors")
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     videos = sorted((workdir / "videos").glob("*.mp4"))
     todo = [v for v in videos if not (features / f"{v.stem}_audio.npy").exists()]
     print(f"[3/6] extracting features of {len(todo)} clips ({len(videos) - len(todo)} done)")
-    failures = extract_folder(todo, features, str(out_dir), workers=2)
+    failures = extract_folder(todo, features, Extractors(str(out_dir), is_set=False), workers=2)
     if failures:
         print(f"feature extraction failed for {len(failures)} clips: {failures}", file=sys.stderr)
         return 1
@@ -134,20 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     result, _ = evaluate_split(model, config, names, config.data.test_split)
     print(f"[5/6] test avg mAP {result.average:.2f}  mAP {[round(m, 2) for m in result.mAP]}")
 
-    print("[6/6] exporting the window graph")
-    path = export_window_graph(model, config, names, out_dir, config.model.window)
-    errors = verify_against_torch(
-        window_graph(model, config.model.window),
-        path,
-        window_inputs(config.model, config.model.window, 2),
-    )
-    timed("score_and_export")
-    card = {
+    timed("score")
+    results = {
         "test_average_mAP": round(result.average, 2),
         "test_mAP": dict(
             zip([f"{t:.1f}" for t in result.tious], [round(m, 2) for m in result.mAP], strict=True)
         ),
-        "onnx_max_abs_error": {k: v.max_abs for k, v in errors.items()},
         "clips": {
             "train": args.train_videos,
             "validation": args.val_videos,
@@ -157,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "stage_seconds": stage_seconds,  # stages skipped by this call (output found) are absent
         "command": "python -m train.default_model",
     }
-    (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
-    print(json.dumps(card, indent=1))
+    print("[6/6] exporting the model directory")
+    export_model_dir(load_job(shipped, out_dir, results=results))
+    print(json.dumps(results, indent=1))
     return 0
 
 
