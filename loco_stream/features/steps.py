@@ -14,7 +14,8 @@ so a live step is computed the moment it completes:
 A window as long as the step (the default) is the step itself. The first steps of a stream, whose
 window reaches back before time 0, are padded: audio with silence, video with the first frame
 (sample-and-hold clipped to the first picture). Files and streams share this code, so they pad
-alike.
+alike. A video of a single frame gives that picture to every step; frames smaller than
+``frame_size`` are enlarged (bilinear), with one warning per stream.
 
 A step is complete once audio reaches its end and a frame at or after its end has arrived (or the
 stream has ended). Only complete steps are emitted; the last partial step of a stream is dropped.
@@ -22,6 +23,7 @@ stream has ended). Only complete steps are emitted; the last partial step of a s
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,10 +85,14 @@ class Step:
 
 
 def resize_frame(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8, area interpolation."""
-    if image.shape[0] == size and image.shape[1] == size:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8: area interpolation when shrinking, bilinear
+    when enlarging (a frame smaller than the extractor's input)."""
+    height, width = image.shape[:2]
+    if height == size and width == size:
         return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    enlarging = height < size or width < size
+    interpolation = cv2.INTER_LINEAR if enlarging else cv2.INTER_AREA
+    return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
 class StepAssembler:
@@ -104,6 +110,7 @@ class StepAssembler:
         self._frames: deque[tuple[float, np.ndarray]] = deque()  # (t, resized frame)
         self._latest_frame_time = -np.inf
         self._ended = False
+        self._warned_small_frames = False
         self.audio_gap_seconds = 0.0  # silence inserted for missing audio
 
     def add(self, item: VideoFrame | AudioBlock) -> None:
@@ -120,7 +127,16 @@ class StepAssembler:
         if frame.t < self._latest_frame_time:  # out of order: keep the stream monotonic
             return
         self._latest_frame_time = frame.t
-        self._frames.append((frame.t, resize_frame(frame.image, self.spec.frame_size)))
+        size = self.spec.frame_size
+        height, width = frame.image.shape[:2]
+        if (height < size or width < size) and not self._warned_small_frames:
+            self._warned_small_frames = True
+            warnings.warn(
+                f"frames of {width}x{height} are smaller than the extractors' {size}x{size} "
+                "input: they are enlarged (bilinear), so the features see a blurred picture",
+                stacklevel=2,
+            )
+        self._frames.append((frame.t, resize_frame(frame.image, size)))
 
     def _add_audio(self, block: AudioBlock) -> None:
         if block.sample_rate != self.spec.sample_rate:
