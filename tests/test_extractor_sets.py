@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from loco_stream.config import load_config
 from loco_stream.features.extractor_graphs import ExtractorGraphs
 from loco_stream.features.media import MediaError, file_steps
 from tests.media import make_clip
@@ -17,6 +18,7 @@ from tests.step_features import assert_file_equals_stream, file_features
 from train.extract_features import main as extract_main
 from train.extractor_sets import SETS, TIMINGS, PretrainedFiles, write_extractor_set
 
+ROOT = Path(__file__).resolve().parents[1]
 torchvggish = pytest.importorskip("torchvggish.torchvggish", reason="a dev dependency")
 
 
@@ -127,3 +129,21 @@ def test_a_file_shorter_than_one_step_is_refused(set_dirs, tmp_path):
     with pytest.raises(MediaError, match="is shorter than one step"):
         file_features(extractors, short)
     extractors.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "name", "timing"),
+    [
+        ("edge_efficientnet_logmel.yaml", "efficientnet-logmel", "default"),
+        ("unav100_efficientnet_vggish.yaml", "efficientnet-vggish", "unav100"),
+    ],
+)
+def test_the_configs_read_the_feature_files_their_set_writes(config, name, timing):
+    loaded = load_config(ROOT / "configs" / config)
+    visual, audio = SETS[name].feature_names()
+    assert loaded.data.visual_files == [f"{{vid}}_{visual}.npy"]
+    assert loaded.data.audio_files == [f"{{vid}}_{audio}.npy"]
+    spec = SETS[name].spec(timing)
+    assert loaded.data.step_seconds == spec.step_seconds
+    assert loaded.data.step_offset == spec.step_seconds / 2  # the step's own interval
+    assert (loaded.model.visual_dim, loaded.model.audio_dim) == (1280, 128)
