@@ -284,13 +284,13 @@ def load_job(
     beside ``checkpoint``); raises CheckpointError or ConfigError."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
+    model, config, names = load_model(checkpoint)
     extractors = extractors or checkpoint.parent / EXTRACTOR_CHECKPOINT
     if not extractors.is_file():
         raise CheckpointError(
             f"extractors checkpoint {extractors} does not exist: pass --extractors EXTRACTORS.pt "
             "(written by `python -m train.extractors`)"
         )
-    model, config, names = load_model(checkpoint)
     if config_file is not None:
         config = apply_config_file(config, config_file)
     encoders, spec = load_extractors(extractors)

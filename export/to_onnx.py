@@ -213,8 +213,28 @@ def convert_to_fp16(source: Path, target: Path) -> Path:
             f"--fp16 needs onnxruntime.transformers.float16, part of the onnxruntime wheel: {err}"
         ) from err
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    sort_nodes(model.graph)  # the converter appends its input Casts after their consumers
     onnx.save(model, str(target))
     return target
+
+
+def sort_nodes(graph: onnx.GraphProto) -> None:
+    """Put ``graph``'s nodes in topological order (onnx.checker and TensorRT's parser need it),
+    keeping the given order among nodes that are ready together."""
+    available = {value.name for value in (*graph.input, *graph.initializer)} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(name in available for name in node.input)]
+        if not ready:
+            names = sorted({n for node in pending for n in node.input} - available)[:3]
+            raise ExportError(f"the graph has a cycle or undefined inputs: {names}")
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        taken = {id(node) for node in ready}
+        pending = [node for node in pending if id(node) not in taken]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def export_window_graph(

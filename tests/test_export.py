@@ -1,8 +1,10 @@
-"""export/to_onnx.py and the torch backend: the exported window graph computes what torch does.
+"""python -m export (and its historical name export/to_onnx.py) and the torch backend: the
+exported graphs compute what torch does, in every format.
 
 A tiny LoCo checkpoint (random weights, perturbed so that no two norms are alike, saved with the
-state layout of train/loop.py) goes through the CLI once; the tests read what it wrote. Every
-variant and the paper-size network are exported in the slow tests.
+state layout of train/loop.py) and tiny extractors go through the CLI once with --fp16; the tests
+read what it wrote. INT8 (Q/DQ) is calibrated on generated clips. Every variant and the
+paper-size network are exported in the slow tests.
 """
 
 from __future__ import annotations
@@ -19,19 +21,31 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from media import make_clip
 
+from loco_stream.bundle import (
+    WINDOW_FP16_GRAPH,
+    WINDOW_GRAPH,
+    WINDOW_INT8_GRAPH,
+    embedded_metadata,
+    graph_metadata,
+    load_graph,
+    package_version,
+    read_bundle,
+)
 from loco_stream.config import Config, ConfigError, DataConfig, ModelConfig, load_config
+from loco_stream.features.networks import AudioEncoder, VisualEncoder
 from loco_stream.model import LoCo
+from loco_stream.model.checkpoint import save_checkpoint, save_extractors
+from loco_stream.model_dir import ModelDir
 from loco_stream.runtime import open_backend
-from loco_stream.runtime.torch_backend import TorchBackend, window_graph, window_metadata
-from tests.tiny_model import tiny_model_config
-from train.checkpoint import save_checkpoint
+from loco_stream.runtime.torch_backend import TorchBackend, window_graph, window_info
+from tests.tiny_model import TINY_SPEC, tiny_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `export` is a folder of scripts at the repository root
     sys.path.insert(0, str(ROOT))
 to_onnx = importlib.import_module("export.to_onnx")
-common = importlib.import_module("export.common")
 readiness = importlib.import_module("export.trt_readiness")
 
 TINY = tiny_model_config(
@@ -59,8 +73,25 @@ def perturbed(config: ModelConfig, seed: int = 0) -> LoCo:
     return model.eval()
 
 
+def read_metadata(path: Path) -> dict:
+    return graph_metadata(load_graph(path))
+
+
+def write_extractors(path: Path) -> Path:
+    """Tiny extractors that give TINY's feature sizes (audio 16, visual 24)."""
+    encoders = {
+        "audio": AudioEncoder(TINY_SPEC.sample_rate, TINY.audio_dim, width=4),
+        "visual": VisualEncoder(TINY_SPEC.frames_per_step, TINY.visual_dim, width=4),
+    }
+    options = {"audio": {"dim": TINY.audio_dim, "width": 4}}
+    options["visual"] = {"dim": TINY.visual_dim, "width": 4}
+    save_extractors(path, TINY_SPEC, encoders, options)
+    return path
+
+
 def write_checkpoint(path: Path, model: LoCo, config: Config) -> Path:
-    """A checkpoint with the state layout of train/loop.py."""
+    """A checkpoint with the state layout of train/loop.py (tiny extractors beside it)."""
+    write_extractors(path.parent / "extractors.pt")
     state = {
         "model": model.state_dict(),
         "ema": model.state_dict(),
@@ -105,20 +136,30 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_cli_reports_each_stage_and_the_errors(tiny):
     stdout = tiny["stdout"]
-    for stage in range(1, 6):
-        assert f"[{stage}/5]" in stdout
+    assert "[1/2] onnx" in stdout and "[2/2] fp16" in stdout
     assert stdout.count("scores    max abs error") == 2  # fp32 (checked) and fp16 (reported)
     assert stdout.count("segments  max abs error") == 2
-    assert (tiny["out"] / "loco.onnx").is_file() and (tiny["out"] / "loco_fp16.onnx").is_file()
+    assert stdout.count("hashes and signatures verified") == 2  # the card after each format
+    card = read_bundle(tiny["out"])
+    assert set(card.files) == {
+        WINDOW_GRAPH,
+        WINDOW_FP16_GRAPH,
+        "audio_extractor.onnx",
+        "visual_extractor.onnx",
+        "loco.pt",
+        "extractors.pt",
+    }
 
 
 def test_metadata_round_trips(tiny):
-    expected = window_metadata(tiny["config"], CLASSES, TINY.window, HOP)
+    info = window_info(tiny["config"], CLASSES, TINY.window, HOP)
+    expected = embedded_metadata(info, package_version())
     assert expected["kind"] == "window" and expected["hop_steps"] == HOP
     assert expected["classes"] == CLASSES and expected["step_seconds"] == 0.25
-    for name in ("loco.onnx", "loco_fp16.onnx"):
-        assert common.read_metadata(tiny["out"] / name) == expected
-    restored = ModelConfig(**common.read_metadata(tiny["out"] / "loco.onnx")["model"])
+    for name in (WINDOW_GRAPH, WINDOW_FP16_GRAPH):
+        assert read_metadata(tiny["out"] / name) == expected
+    assert read_bundle(tiny["out"]).window == info
+    restored = ModelConfig(**read_metadata(tiny["out"] / WINDOW_GRAPH)["model"])
     assert restored == TINY
 
 
@@ -192,6 +233,44 @@ def test_config_file_replaces_decode_and_data_only(tmp_path):
         to_onnx.apply_config_file(config, mismatched)
 
 
+def test_int8_is_calibrated_on_clips_and_runs_in_onnx_runtime(tiny, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for index in range(2):
+        make_clip(videos / f"clip{index}.mp4", duration=4.0, tone_hz=300.0 + 200 * index)
+    out = tmp_path / "model"
+    status, stdout, stderr = run_cli(
+        "--checkpoint", str(tiny["checkpoint"]), "--out", str(out), "--int8", "--calib", str(videos)
+    )
+    assert status == 0, stdout + stderr
+    assert "2 calibration windows from 2 videos" in stdout
+    path = out / WINDOW_INT8_GRAPH
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert readiness.check_trt_readiness(path) == []
+    assert WINDOW_INT8_GRAPH in read_bundle(out).files
+    window = to_onnx.window_inputs(TINY, TINY.window, count=1, seed=3)[0]
+    inputs = (window["visual"], window["audio"], window["mask"])
+    with ModelDir(out) as fp32, ModelDir(out, precision="int8") as int8:
+        expected, got = fp32.run_window(*inputs), int8.run_window(*inputs)
+    assert got[0].shape == expected[0].shape and not np.array_equal(got[0], expected[0])
+    assert np.max(np.abs(got[0] - expected[0])) < 0.05  # int8 scores stay near fp32's
+
+
+def test_int8_without_calibration_videos_is_refused(tiny, tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        run_cli("--checkpoint", str(tiny["checkpoint"]), "--out", str(tmp_path / "m"), "--int8")
+    assert exited.value.code == 2
+    (tmp_path / "empty").mkdir()
+    args = ["--checkpoint", str(tiny["checkpoint"]), "--out", str(tmp_path / "m"), "--int8"]
+    status, _, stderr = run_cli(*args, "--calib", str(tmp_path / "empty"))
+    assert (
+        status == 2
+        and "holds no video" in stderr
+        and WINDOW_GRAPH in read_bundle(tmp_path / "m").files
+    )  # the fp32 directory is complete before int8 is tried
+
+
 def test_bad_checkpoint_path_exits_2_without_a_traceback(tmp_path):
     missing = tmp_path / "missing.pt"
     result = subprocess.run(
@@ -215,10 +294,11 @@ def test_refusals_exit_2_with_the_reason(tiny, tmp_path, monkeypatch):
         "--checkpoint", str(tiny["checkpoint"]), "--out", str(tmp_path), "--window", "30"
     )
     assert status == 2 and "must be a positive multiple of the top level's stride 4" in stderr
-    monkeypatch.setattr(to_onnx, "DEFAULT_CHECKPOINT", tmp_path / "assets" / "loco.pt")
-    status, _, stderr = run_cli("--out", str(tmp_path))
-    assert status == 2 and "no default model is shipped yet" in stderr
-    assert "pass --checkpoint" in stderr
+    lonely = tmp_path / "lonely" / "loco.pt"  # no extractors.pt beside it
+    lonely.parent.mkdir()
+    lonely.write_bytes(tiny["checkpoint"].read_bytes())
+    status, _, stderr = run_cli("--checkpoint", str(lonely), "--out", str(tmp_path / "m"))
+    assert status == 2 and "extractors.pt does not exist: pass --extractors" in stderr
 
 
 @pytest.mark.slow
@@ -235,7 +315,7 @@ def test_every_variant_exports_and_matches_torch(variant, tmp_path):
     assert to_onnx.check_graph(path, to_onnx.count_layer_norms(graph, windows[0])) == []
     errors = to_onnx.verify_against_torch(graph, path, windows)
     assert all(error.max_abs <= to_onnx.TOLERANCE for error in errors.values()), errors
-    assert common.read_metadata(path)["window"] == window
+    assert read_metadata(path)["window"] == window
 
 
 @pytest.mark.slow
