@@ -98,6 +98,12 @@ class AudioVGGish(nn.Module):
         return self.postprocess(embeddings) if self.postprocess is not None else embeddings
 
 
+def empty_audio_vggish(pca: bool) -> AudioVGGish:
+    """An `AudioVGGish` (with the PCA layer or not) whose weights a state dict will fill."""
+    postprocess = PCAQuantize(torch.zeros(EMBED_DIM, EMBED_DIM), torch.zeros(EMBED_DIM))
+    return AudioVGGish(VGGish(), postprocess if pca else None)
+
+
 def sha256_prefix(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:

@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from ..config import Config, ConfigError, config_from_dict
+from ..features.efficientnet_lite import EfficientNetLite0, VisualBackbone
 from ..features.networks import AudioEncoder, VisualEncoder
 from ..features.steps import StepSpec
+from ..features.vggish import empty_audio_vggish
 from .loco import LoCo
 
 
@@ -33,6 +35,8 @@ class CheckpointError(ValueError):
 EXTRACTOR_NETWORKS: dict[str, Callable[[StepSpec, dict], nn.Module]] = {
     "AudioEncoder": lambda spec, options: AudioEncoder(spec.sample_rate, **options),
     "VisualEncoder": lambda spec, options: VisualEncoder(spec.frames_per_step, **options),
+    "VisualBackbone": lambda spec, options: VisualBackbone(EfficientNetLite0()),
+    "AudioVGGish": lambda spec, options: empty_audio_vggish(**options),
 }
 
 
