@@ -3,8 +3,11 @@
     python -m train.extractor_sets NAME --out DIR [--timing unav100] [--vggish CKPT]
         [--vggish-pca PCA] [--frames N] [--frame-size PIXELS]
 
-writes the set's two extractor graphs (``audio_extractor.onnx``, ``visual_extractor.onnx``, each
-checked against torch) into DIR, for ``python -m train.extract_features`` to run.
+writes the set's ``extractors.pt`` (its networks, fp16 weights) and the two extractor graphs
+exported from it (``audio_extractor.onnx``, ``visual_extractor.onnx``, each checked against
+torch) into DIR, for ``python -m train.extract_features`` to run. A LoCo trained on the features
+becomes a model directory with ``python -m export --checkpoint BEST.pt --extractors
+DIR/extractors.pt``: its graphs then compute exactly the features it was trained on.
 
 =====================  ==============================================  ===========================
 NAME                   visual                                          audio
@@ -53,7 +56,7 @@ from loco_stream.features.vggish import (
     pretrained_vggish,
 )
 
-from .checkpoint import load_extractors
+from .checkpoint import load_extractors, save_extractors
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class PretrainedFiles:
     official: bool = True  # check the files are the released ones (SHA-256 prefix)
 
 
+Networks = dict[str, tuple[nn.Module, dict]]  # modality -> (encoder, its constructor options)
+
+
 @dataclass(frozen=True)
 class ExtractorSet:
     """A visual and an audio network, the windows they see, and their feature file names."""
@@ -83,12 +89,13 @@ class ExtractorSet:
     name: str
     visual_name: str  # feature files are <video>_<visual_name>.npy and <video>_<audio_name>.npy
     audio_name: str
+    dims: tuple[int, int]  # visual, audio feature sizes
     frames_per_step: int
     frame_size: int
     visual_window: float | None  # under the default timing (None: the step)
     audio_window: float | None
     fixed_audio_window: bool  # the audio network needs exactly this window (VGGish's example)
-    build: Callable[[StepSpec, PretrainedFiles], tuple[nn.Module, nn.Module, int, int]]
+    build: Callable[[PretrainedFiles], Networks]
 
     def spec(
         self, timing: str = "default", frames: int | None = None, frame_size: int | None = None
@@ -109,23 +116,29 @@ class ExtractorSet:
         return self.visual_name, self.audio_name
 
 
-def shipped_encoders() -> dict[str, nn.Module]:
-    """The default model's trained synthetic CNNs (modality -> encoder)."""
+SHIPPED_OPTIONS = {"dim": 128, "width": 32}  # the default model's CNNs
+
+
+def shipped_log_mel_cnn() -> tuple[nn.Module, dict]:
+    """The default model's trained log-mel CNN and its options."""
     encoders, _ = load_extractors(DEFAULT_MODEL_DIR / EXTRACTOR_CHECKPOINT)
-    return encoders
+    return encoders["audio"], SHIPPED_OPTIONS
 
 
-def build_synthetic(spec: StepSpec, files: PretrainedFiles):
-    encoders = shipped_encoders()
-    return encoders["visual"], encoders["audio"], 128, 128
+def efficientnet() -> tuple[nn.Module, dict]:
+    return VisualBackbone(pretrained_efficientnet_lite0()), {}
 
 
-def build_efficientnet_logmel(spec: StepSpec, files: PretrainedFiles):
-    visual = VisualBackbone(pretrained_efficientnet_lite0())
-    return visual, shipped_encoders()["audio"], EMBED_DIM, 128
+def build_synthetic(files: PretrainedFiles) -> Networks:
+    encoders, _ = load_extractors(DEFAULT_MODEL_DIR / EXTRACTOR_CHECKPOINT)
+    return {"visual": (encoders["visual"], SHIPPED_OPTIONS), "audio": shipped_log_mel_cnn()}
 
 
-def build_efficientnet_vggish(spec: StepSpec, files: PretrainedFiles):
+def build_efficientnet_logmel(files: PretrainedFiles) -> Networks:
+    return {"visual": efficientnet(), "audio": shipped_log_mel_cnn()}
+
+
+def build_efficientnet_vggish(files: PretrainedFiles) -> Networks:
     if files.vggish is None:
         raise CheckpointError(
             "efficientnet-vggish needs the VGGish checkpoint: pass --vggish vggish-10086976.pth "
@@ -133,21 +146,23 @@ def build_efficientnet_vggish(spec: StepSpec, files: PretrainedFiles):
         )
     vggish = pretrained_vggish(files.vggish, files.official)
     pca = load_pca(files.vggish_pca, files.official) if files.vggish_pca else None
-    visual = VisualBackbone(pretrained_efficientnet_lite0())
-    return visual, AudioVGGish(vggish, pca).eval(), EMBED_DIM, 128
+    audio = AudioVGGish(vggish, pca), {"pca": pca is not None}
+    return {"visual": efficientnet(), "audio": audio}
 
 
 SETS = {
     s.name: s
     for s in (
-        ExtractorSet("synthetic", "visual", "audio", 4, 96, None, None, False, build_synthetic),
         ExtractorSet(
-            "efficientnet-logmel", "efficientnet", "logmel", 1, IMAGENET_SIZE, None, 0.96, False,
-            build_efficientnet_logmel,
+            "synthetic", "visual", "audio", (128, 128), 4, 96, None, None, False, build_synthetic
         ),
         ExtractorSet(
-            "efficientnet-vggish", "efficientnet", "vggish", 1, IMAGENET_SIZE, None,
-            EXAMPLE_SECONDS, True, build_efficientnet_vggish,
+            "efficientnet-logmel", "efficientnet", "logmel", (EMBED_DIM, 128), 1, IMAGENET_SIZE,
+            None, 0.96, False, build_efficientnet_logmel,
+        ),
+        ExtractorSet(
+            "efficientnet-vggish", "efficientnet", "vggish", (EMBED_DIM, 128), 1, IMAGENET_SIZE,
+            None, EXAMPLE_SECONDS, True, build_efficientnet_vggish,
         ),
     )
 }  # fmt: skip
@@ -161,14 +176,27 @@ def write_extractor_set(
     frames: int | None = None,
     frame_size: int | None = None,
 ) -> dict[str, float]:
-    """Export set ``name``'s two graphs into ``out_dir``; returns each graph's max abs error
-    against torch. Raises ``CheckpointError`` for a missing or bad pretrained file."""
+    """Write set ``name`` into ``out_dir``: its ``extractors.pt`` (fp16 weights, what a model
+    directory ships) and the two graphs exported from it, so that features extracted with the set
+    equal a model directory's built on it. Returns each graph's max abs error against torch;
+    raises ``CheckpointError`` for a missing or bad pretrained file."""
     extractor_set = SETS[name]
     spec = extractor_set.spec(timing, frames, frame_size)
-    visual, audio, visual_dim, audio_dim = extractor_set.build(spec, files or PretrainedFiles())
+    networks = extractor_set.build(files or PretrainedFiles())
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / EXTRACTOR_CHECKPOINT
+    encoders = {modality: network for modality, (network, _) in networks.items()}
+    options = {modality: option for modality, (_, option) in networks.items()}
+    save_extractors(checkpoint, spec, encoders, options)
+    shipped, _ = load_extractors(checkpoint)
+    visual_dim, audio_dim = extractor_set.dims
     return export_extractors(
-        audio.eval(), visual.eval(), spec, out_dir, audio_dim=audio_dim, visual_dim=visual_dim
+        shipped["audio"],
+        shipped["visual"],
+        spec,
+        out_dir,
+        audio_dim=audio_dim,
+        visual_dim=visual_dim,
     )
 
 
