@@ -64,7 +64,7 @@ TENSORRT_TOO_OLD = (
     "or tensorrt-cu13 for CUDA 13)"
 )
 PRECISION_GRAPH_MISSING = (
-    "{name} is not part of {folder}: write it with `python -m export --checkpoint LOCO.pt "
+    "not part of this model directory: write it with `python -m export --checkpoint LOCO.pt "
     "--out {folder} {flag}` first"
 )
 
@@ -89,7 +89,7 @@ def plan_builds(folder: Path, precision: str) -> list[Build]:
     window_source = WINDOW_GRAPHS[precision]
     if window_source not in card.files:
         flag = "--fp16" if precision == "fp16" else "--int8 --calib VIDEOS_DIR"
-        message = PRECISION_GRAPH_MISSING.format(name=window_source, folder=folder, flag=flag)
+        message = PRECISION_GRAPH_MISSING.format(folder=folder, flag=flag)
         raise ModelDirError(folder / window_source, message)
     return [
         Build(folder / window_source, "loco.engine", precision),

@@ -7,10 +7,12 @@ need a GPU, or TensorRT and a GPU, skip with the reason elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,15 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from loco_stream.bundle import (
+    WINDOW_GRAPH,
+    file_entry,
+    graph_metadata,
+    load_graph,
+    read_card,
+    set_graph_metadata,
+    write_card,
+)
 from loco_stream.runtime import (
     BACKENDS,
     BackendUnavailable,
@@ -35,7 +46,6 @@ from loco_stream.runtime.engine_info import EngineInfo, sha256_file, write_engin
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `export` is a folder of scripts at the repository root
     sys.path.insert(0, str(ROOT))
-common = importlib.import_module("export.common")
 to_trt = importlib.import_module("export.to_trt")
 
 T, DV, DA, C = 8, 6, 4, 3
@@ -81,7 +91,7 @@ def window_graph() -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "window", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
-    common.write_metadata(model, METADATA)
+    set_graph_metadata(model, METADATA)
     return model
 
 
@@ -125,7 +135,7 @@ def test_onnxruntime_cpu_matches_numpy_and_reads_metadata(model_dir):
         outputs = backend.run(inputs)
     for name, expected in reference(inputs).items():
         np.testing.assert_allclose(outputs[name], expected, rtol=1e-5, atol=1e-6)
-    assert common.read_metadata(model_dir / "loco.onnx") == METADATA
+    assert graph_metadata(load_graph(model_dir / "loco.onnx")) == METADATA
 
 
 def test_wrong_inputs_are_named_with_the_expected_shape(model_dir):
@@ -249,56 +259,51 @@ def run_to_trt(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
 
 
+@pytest.fixture
+def tiny_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the session's tiny model directory (python -m export's output)."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "tiny"))
+
+
 @pytest.mark.skipif(HAS_TENSORRT and GPU is not None, reason="TensorRT and a GPU are both here")
-def test_to_trt_without_tensorrt_or_gpu_exits_2_and_writes_no_engine(model_dir):
-    result = run_to_trt("--onnx", str(model_dir), "--fp16")
+def test_to_trt_without_tensorrt_or_gpu_exits_2_and_writes_no_engine(tiny_copy):
+    result = run_to_trt("--model", str(tiny_copy))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "loco.onnx: ready for TensorRT" in result.stdout
+    for name in ("loco.onnx", "audio_extractor.onnx", "visual_extractor.onnx"):
+        assert f"{name}: ready for TensorRT" in result.stdout
     if not HAS_TENSORRT:
         assert "error: TensorRT Python package not found: install NVIDIA TensorRT" in result.stderr
     if GPU is None:
         assert "error: No NVIDIA GPU found" in result.stderr
-    assert list(model_dir.glob("*.engine*")) == []
+    assert list(tiny_copy.glob("*.engine*")) == []
 
 
-def test_to_trt_refuses_a_graph_that_is_not_ready(model_dir):
-    graph = window_graph()
+def test_to_trt_names_the_precision_graph_that_was_not_exported(tiny_copy):
+    result = run_to_trt("--onnx", str(tiny_copy), "--fp16")  # the design card's spelling
+    assert result.returncode == 1
+    assert f"{tiny_copy / 'loco_fp16.onnx'}: not part of" in result.stderr
+    assert "python -m export" in result.stderr and "--fp16" in result.stderr
+
+
+def test_to_trt_refuses_a_damaged_model_directory(tiny_copy):
+    (tiny_copy / WINDOW_GRAPH).write_bytes(b"garbage")
+    result = run_to_trt("--model", str(tiny_copy))
+    assert result.returncode == 1 and "loco.onnx: changed since export" in result.stderr
+
+
+def test_to_trt_refuses_a_graph_that_is_not_ready(tiny_copy):
+    path = tiny_copy / WINDOW_GRAPH
+    graph = onnx.load(str(path))
     graph.graph.node.append(helper.make_node("NonZero", ["mask"], ["nz"], name="find_events"))
-    onnx.save(graph, model_dir / "loco.onnx")
-    result = run_to_trt("--onnx", str(model_dir))
+    onnx.save(graph, str(path))
+    card = read_card(tiny_copy)  # a card that vouches for the changed graph
+    write_card(
+        tiny_copy, dataclasses.replace(card, files={**card.files, WINDOW_GRAPH: file_entry(path)})
+    )
+    result = run_to_trt("--model", str(tiny_copy))
     assert result.returncode == 1
     assert "loco.onnx: NOT ready" in result.stdout
     assert "find_events (NonZero)" in result.stdout
-
-
-def test_calibration_windows_cut_features_into_masked_windows(tmp_path):
-    inputs = {"visual": (1, 4, DV), "audio": (1, 4, DA), "mask": (1, 4)}
-    rng = np.random.default_rng(0)
-    for video, steps in (("a", 10), ("b", 5)):
-        np.save(tmp_path / f"{video}_visual.npy", rng.normal(size=(steps, DV)).astype(np.float32))
-        np.save(tmp_path / f"{video}_audio.npy", rng.normal(size=(steps + 1, DA)))  # 1 longer
-    windows = to_trt.calibration_windows(tmp_path, inputs, limit=100)
-    assert len(windows) == 3 + 2  # 10 steps -> 4 + 4 + 2, 5 steps -> 4 + 1
-    assert windows[2]["mask"].tolist() == [[1, 1, 0, 0]]
-    assert windows[2]["visual"].shape == (1, 4, DV) and not windows[2]["visual"][0, 2:].any()
-    visual_a = np.load(tmp_path / "a_visual.npy")
-    np.testing.assert_array_equal(windows[1]["visual"][0], visual_a[4:8])
-    assert all(w[n].dtype == np.float32 for w in windows for n in w)
-    assert len(to_trt.calibration_windows(tmp_path, inputs, limit=2)) == 2
-    assert to_trt.calibration_windows(tmp_path, {"frames": (1, 3, 224, 224)}, limit=2) is None
-
-
-def test_calibration_without_features_is_a_clear_error(tmp_path):
-    inputs = {"visual": (1, 4, DV), "audio": (1, 4, DA), "mask": (1, 4)}
-    with pytest.raises(to_trt.BuildError, match=r"holds no calibration features: it needs "):
-        to_trt.calibration_windows(tmp_path, inputs, limit=10)
-    np.save(tmp_path / "a_visual.npy", np.zeros((8, DV + 1), np.float32))
-    np.save(tmp_path / "a_audio.npy", np.zeros((8, DA), np.float32))
-    with pytest.raises(to_trt.BuildError, match=r"input 'visual' takes \(T, 6\) features"):
-        to_trt.calibration_windows(tmp_path, inputs, limit=10)
-
-
-# --- CUDA device -----------------------------------------------------------------------------
 
 
 def test_gpu_from_nvidia_smi(tmp_path, monkeypatch):
@@ -344,17 +349,23 @@ def test_device_buffers_round_trip(provider):
 
 
 @pytest.mark.skipif(GPU is None, reason="needs an NVIDIA GPU to build and run a TensorRT engine")
-def test_tensorrt_engine_builds_and_matches_onnxruntime(model_dir):
-    pytest.importorskip("tensorrt", reason="needs NVIDIA TensorRT 10 (Python package tensorrt)")
-    assert to_trt.main(["--onnx", str(model_dir)]) == 0
-    info = json.loads((model_dir / "loco.engine.json").read_text())
+def test_tensorrt_engines_build_and_match_onnxruntime(tiny_copy):
+    pytest.importorskip("tensorrt", reason="needs NVIDIA TensorRT 10 or 11 (Python package)")
+    assert to_trt.main(["--model", str(tiny_copy)]) == 0
+    info = json.loads((tiny_copy / "loco.engine.json").read_text())
+    metadata = graph_metadata(load_graph(tiny_copy / WINDOW_GRAPH))
     assert info["gpu_name"] == GPU.name and info["precision"] == "fp32"
-    assert info["metadata"] == METADATA and (model_dir / "timing.cache").is_file()
-    inputs = window_inputs()
-    with open_backend("tensorrt", model_dir / "loco.onnx") as backend:
-        assert backend.metadata == METADATA and backend.device.startswith("CUDA: ")
+    assert info["metadata"] == metadata and (tiny_copy / "timing.cache").is_file()
+    rng = np.random.default_rng(0)
+    inputs = {
+        "visual": rng.normal(size=(1, 32, 8)).astype(np.float32),
+        "audio": rng.normal(size=(1, 32, 8)).astype(np.float32),
+        "mask": np.ones((1, 32), np.float32),
+    }
+    with open_backend("tensorrt", tiny_copy / WINDOW_GRAPH) as backend:
+        assert backend.metadata == metadata and backend.device.startswith("CUDA: ")
         outputs = backend.run(inputs)
-    expected = open_backend("onnxruntime", model_dir / "loco.onnx").run(inputs)
+    expected = open_backend("onnxruntime", tiny_copy / WINDOW_GRAPH).run(inputs)
     for name in expected:
         np.testing.assert_allclose(outputs[name], expected[name], rtol=1e-3, atol=1e-4)
-    assert os.path.getsize(model_dir / "loco.engine") > 0
+    assert os.path.getsize(tiny_copy / "loco.engine") > 0
