@@ -4,17 +4,24 @@ patterns, and awkward media (one frame, short audio, small frames) is handled as
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from loco_stream.config import load_config
+from export.__main__ import main as export_main
+from loco_stream.cli.detect import main as detect_main
+from loco_stream.config import Config, DataConfig, load_config
 from loco_stream.features.extractor_graphs import ExtractorGraphs
-from loco_stream.features.media import MediaError, file_steps
+from loco_stream.features.media import MediaError, extract_file, file_steps
+from loco_stream.model import LoCo
+from loco_stream.model.checkpoint import save_checkpoint
+from loco_stream.model_dir import ModelDir
 from tests.media import make_clip
 from tests.step_features import assert_file_equals_stream, file_features
+from tests.tiny_model import tiny_model_config
 from train.extract_features import main as extract_main
 from train.extractor_sets import SETS, TIMINGS, PretrainedFiles, write_extractor_set
 
@@ -147,3 +154,39 @@ def test_the_configs_read_the_feature_files_their_set_writes(config, name, timin
     assert loaded.data.step_seconds == spec.step_seconds
     assert loaded.data.step_offset == spec.step_seconds / 2  # the step's own interval
     assert (loaded.model.visual_dim, loaded.model.audio_dim) == (1280, 128)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:frames of 160x120 are smaller")
+def test_a_model_directory_built_on_a_set_computes_its_features_and_detects(
+    set_dirs, clips, tmp_path
+):
+    """Train/serve consistency: ``python -m export`` of a LoCo with the set's extractors.pt gives
+    graphs that compute exactly the features the set extracted; loco-detect runs on it."""
+    set_dir = set_dirs("efficientnet-logmel", "default")
+    config = Config(
+        model=tiny_model_config(visual_dim=1280, audio_dim=128),
+        data=DataConfig(step_seconds=0.25, step_offset=0.125),
+    )
+    torch.manual_seed(0)
+    state = {
+        "model": LoCo(config.model).state_dict(),
+        "config": config.to_dict(),
+        "class_names": ["a", "b", "c"],
+    }
+    save_checkpoint(tmp_path / "loco.pt", state)
+    model_dir = tmp_path / "model"
+    arguments = ["--checkpoint", str(tmp_path / "loco.pt"), "--out", str(model_dir)]
+    assert export_main([*arguments, "--extractors", str(set_dir / "extractors.pt")]) == 0
+    model = ModelDir(model_dir, threads=1)
+    served = extract_file(clips["stereo48k"], model.spec, model.step_features)
+    graphs = ExtractorGraphs(set_dir, threads=1)
+    extracted = file_features(graphs, clips["stereo48k"])
+    for got, expected in zip(served, extracted, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    model.close()
+    graphs.close()
+    output = tmp_path / "results.json"
+    detect = [str(clips["stereo48k"]), "--output", str(output), "--model", str(model_dir)]
+    assert detect_main(detect) == 0
+    assert list(json.loads(output.read_text())["results"]) == ["stereo48k"]
