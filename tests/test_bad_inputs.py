@@ -128,6 +128,11 @@ def test_audio_at_one_rate_declared_as_another_is_refused(tiny: ModelDir) -> Non
     with pytest.raises(ValueError, match=r"declared at 16000 Hz.*44100 Hz"):
         for k in range(16 * 10):
             detector.push_audio(block, k / 16)
+    refused_at = detector.stats.audio_seconds
+    with pytest.raises(ValueError, match="declared at 16000 Hz"):  # and so on, at that rate
+        detector.push_audio(block, 10.0)
+    detector.push_audio(block, 10.0, sample_rate=44100)  # the right rate is taken
+    assert detector.stats.audio_seconds > refused_at
 
 
 def test_a_rate_that_agrees_with_jittery_timestamps_and_a_pause_is_accepted(

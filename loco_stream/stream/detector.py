@@ -214,15 +214,19 @@ class Detector:
 class _RateCheck:
     """Refuses audio whose declared rate disagrees with its timestamps: over ``RATE_CHECK_SECONDS``
     of contiguous blocks (pauses longer than ``RATE_CHECK_GAP_SECONDS`` are skipped), the samples
-    received per second of timestamps must be the declared rate within ``RATE_TOLERANCE``."""
+    received per second of timestamps must be the declared rate within ``RATE_TOLERANCE``. Once
+    they are not, every block at that rate is refused: the samples are at another rate."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self._previous: tuple[float, int] | None = None  # (t, samples) of the last block
         self._samples = 0  # samples of the blocks measured so far
         self._seconds = 0.0  # time their timestamps advanced
+        self._refusal: str | None = None  # why blocks at this rate are refused
 
     def add(self, t: float, samples: int) -> None:
+        if self._refusal is not None:
+            raise ValueError(self._refusal)
         previous, self._previous = self._previous, (t, samples)
         if previous is None or samples == 0:
             return
@@ -237,11 +241,12 @@ class _RateCheck:
         self._samples, self._seconds = 0, 0.0
         if abs(measured / self.rate - 1) > RATE_TOLERANCE:
             likely = min(COMMON_RATES, key=lambda r: abs(r - measured))
-            raise ValueError(
+            self._refusal = (
                 f"audio declared at {self.rate} Hz comes at {measured:.0f} samples per second of "
                 f"its timestamps (like {likely} Hz?): pass the rate the samples are at "
                 "(push_audio(samples, t, sample_rate=...))"
             )
+            raise ValueError(self._refusal)
 
 
 def _is_number(x: object) -> bool:
