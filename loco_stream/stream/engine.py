@@ -86,10 +86,9 @@ class StreamEngine:
     """Push `VideoFrame`s and `AudioBlock`s (16 kHz mono) in stream time; get `Event`s back.
 
     ``hop`` (steps between windows, 1 to the window) defaults to the model's ``hop_steps``.
-    ``clock`` gives the
-    stream time of emission for live sources; without it ``emitted_at`` is the data's time (the
-    end of the newest step), as for a file read faster than real time. Not thread-safe: one
-    caller at a time (`Detector` adds a lock).
+    ``clock`` gives the stream time of emission for live sources; without it ``emitted_at`` is
+    the data's time (the end of the newest step), as for a file read faster than real time. Not
+    thread-safe: one caller at a time (`Detector` adds a lock).
     """
 
     def __init__(
