@@ -80,11 +80,14 @@ def _extract_one(video: Path, out_dir: Path, extractors: Extractors) -> tuple[Pa
 def extract_folder(
     videos: list[Path],
     out_dir: Path,
-    extractors: Extractors,
+    extractors: Extractors | str | None,
     workers: int,
     progress: bool = True,
 ) -> dict[Path, str]:
-    """Extract every video; returns the failures (video -> message)."""
+    """Extract every video; returns the failures (video -> message). ``extractors`` may also be
+    a model directory's path (None: the packaged default model)."""
+    if not isinstance(extractors, Extractors):
+        extractors = Extractors(extractors, is_set=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     threads = max(1, 2 // workers)
     failures: dict[Path, str] = {}
