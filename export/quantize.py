@@ -13,6 +13,7 @@ from whole videos by the directory's own extractors, exactly as offline detectio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -101,6 +102,24 @@ def quantize_window_graph(
     source: Path, target: Path, windows: list[Window], metadata: dict, say: Callable = print
 ) -> Path:
     """Write ``target``: ``source`` with int8 Q/DQ nodes calibrated on ``windows``."""
+    # the quantizer advises its shape-inference pre-pass on every call; the exported graph has
+    # static shapes throughout and the exporter's optimiser has already run
+    quantizer_log = logging.getLogger()
+    level = quantizer_log.level
+    quantizer_log.setLevel(logging.ERROR)
+    try:
+        _quantize(source, target, windows)
+    finally:
+        quantizer_log.setLevel(level)
+    graph = onnx.load(str(target))
+    set_graph_metadata(graph, metadata)  # the quantizer keeps only what it knows
+    onnx.save(graph, str(target))
+    pairs = sum(node.op_type == "QuantizeLinear" for node in graph.graph.node)
+    say(f"      {target} ({target.stat().st_size / 2**20:.1f} MiB, {pairs} Q/DQ pairs)")
+    return target
+
+
+def _quantize(source: Path, target: Path, windows: list[Window]) -> None:
     quantize_static(
         str(source),
         str(target),
@@ -113,9 +132,3 @@ def quantize_window_graph(
         calibrate_method=CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
-    graph = onnx.load(str(target))
-    set_graph_metadata(graph, metadata)  # the quantizer keeps only what it knows
-    onnx.save(graph, str(target))
-    pairs = sum(node.op_type == "QuantizeLinear" for node in graph.graph.node)
-    say(f"      {target} ({target.stat().st_size / 2**20:.1f} MiB, {pairs} Q/DQ pairs)")
-    return target
