@@ -1,4 +1,4 @@
-"""Shared helpers of the stream tests (no tests here): models, synthetic clips, candidate oracles.
+"""Shared helpers of the stream tests (no tests here): models, synthetic clips, record checks.
 
 Tests that need real detections use `real_model_dir`: the trained default model, which must be
 present (a missing one fails, never skips). Switch `REAL_MODEL` to "tiny" only to develop them
@@ -11,11 +11,9 @@ import fractions
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from loco_stream.bundle import DEFAULT_MODEL_DIR, WINDOW_GRAPH
-from loco_stream.postprocess import Segments
 from loco_stream.stream.stitch import Event
 from loco_stream.synth import render_audio, render_frame, sample_scenario
 from loco_stream.synth.scenario import Scenario
@@ -99,32 +97,3 @@ def assert_well_formed(events: list[Event]) -> None:
     assert set(started) == ended, f"events never ended: {sorted(set(started) - ended)}"
     times = [e.emitted_at for e in events]
     assert times == sorted(times)
-
-
-def oracle_candidates(
-    truth: list[tuple[float, float, int]],
-    window_start: float,
-    now: float,
-    rng: np.random.Generator,
-    noise: float = 0.1,
-) -> Segments:
-    """What a good detector's window over [window_start, now] decodes: each visible true event
-    (cut by the window's edges, boundaries jittered, score ~0.8), a weaker soft-NMS duplicate of
-    it, and weak junk."""
-    rows = []
-    for start, end, label in truth:
-        s, e = max(start, window_start), min(end, now)
-        if e - s < 0.5:
-            continue
-        s_hat = s + rng.normal(0, noise) if s > window_start else s
-        e_hat = e + rng.normal(0, noise) if e < now else e
-        score = float(np.clip(rng.normal(0.8, 0.05), 0, 1))
-        rows.append((s_hat, e_hat, label, score))
-        rows.append((s_hat + 0.3 * (e_hat - s_hat), e_hat, label, 0.5 * score))
-    for _ in range(3):
-        s = rng.uniform(window_start, now)
-        rows.append((s, min(now, s + rng.uniform(0.2, 2)), int(rng.integers(0, 3)), 0.05))
-    start, end, label, score = (np.array(c) for c in zip(*rows, strict=True))
-    return Segments(
-        np.clip(start, window_start, now), np.clip(end, window_start, now), label, score
-    )

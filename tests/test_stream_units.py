@@ -1,4 +1,4 @@
-"""Stream parts without a model: the feature ring, stitching rules, outputs, the demo source."""
+"""Stream parts without a model: the feature ring, records and outputs, the demo source."""
 
 from __future__ import annotations
 
@@ -14,32 +14,16 @@ from loco_stream.sources.base import AudioBlock, VideoFrame
 from loco_stream.sources.demo import DemoSource
 from loco_stream.stream.output import JsonlWriter, event_line
 from loco_stream.stream.ring_buffer import FeatureRing
-from loco_stream.stream.stitch import Event, StitchConfig, Stitcher
-from tests.test_stream_support import assert_well_formed, finals, oracle_candidates, tiou
+from loco_stream.stream.stitch import Event
+from tests.timelines import ModelLikeWindows, stream_windows
 
 CLASSES = ["dog", "guitar", "car"]
-HOP_S = 1.0
-WINDOW_S = 16.0
 
 
-def stream_oracle(
-    truth: list[tuple[float, float, int]],
-    duration: float,
-    config: StitchConfig | None = None,
-    seed: int = 0,
-) -> list[Event]:
-    """Stitch oracle windows of WINDOW_S every HOP_S over ``duration`` s, then flush."""
-    rng = np.random.default_rng(seed)
-    stitcher = Stitcher(CLASSES, config or StitchConfig())
-    events: list[Event] = []
-    now = HOP_S
-    while now <= duration + 1e-9:
-        start = max(0.0, now - WINDOW_S)
-        found = oracle_candidates(truth, start, now, rng)
-        events += stitcher.update(found, start, now, start > 0, emitted_at=now)
-        now += HOP_S
-    events += stitcher.flush(emitted_at=duration)
-    return events
+def one_event() -> list[Event]:
+    """The start and end records of one 2-s event of class 1 (guitar)."""
+    windows = ModelLikeWindows([(2.0, 4.0, 1)], seed=0, junk=0)
+    return stream_windows(windows, 8.0, classes=CLASSES)
 
 
 # ---- FeatureRing ----
@@ -67,69 +51,11 @@ def test_ring_refuses_a_step_out_of_order() -> None:
         ring.push(2, np.zeros(1), np.zeros(1))
 
 
-# ---- Stitcher ----
-
-
-def test_each_true_event_comes_out_once_with_its_boundaries() -> None:
-    truth = [(2.0, 5.0, 0), (4.0, 9.5, 1), (12.0, 13.0, 0), (14.0, 20.0, 2)]
-    events = stream_oracle(truth, 30.0)
-    assert_well_formed(events)
-    final = finals(events)
-    assert len(final) == len(truth)  # no duplicates, no junk (below threshold), none missed
-    for (start, end, label), event in zip(truth, sorted(final, key=lambda e: e.start), strict=True):
-        assert event.label_id == label and event.label == CLASSES[label]
-        assert tiou((start, end), (event.start, event.end)) > 0.7  # 1 s events: 0.1 s jitter
-
-
-def test_an_event_longer_than_the_window_is_one_event() -> None:
-    truth = [(3.0, 45.0, 1)]  # 42 s, windows of 16 s
-    final = finals(stream_oracle(truth, 60.0))
-    assert len(final) == 1
-    assert final[0].start == pytest.approx(3.0, abs=0.3) and final[0].end == pytest.approx(
-        45, abs=0.3
-    )
-
-
-def test_latency_of_ends_is_close_after_plus_at_most_a_hop() -> None:
-    config = StitchConfig()
-    truth = [(2.0 + 6 * i, 4.0 + 6 * i, i % 3) for i in range(8)]
-    events = stream_oracle(truth, 60.0, config)
-    for event in finals(events):
-        latency = event.emitted_at - event.end
-        assert config.close_after <= latency < config.close_after + HOP_S + 0.3
-    starts = [e for e in events if e.type == "start"]
-    for event in starts:  # confirmed in confirm_windows windows
-        assert event.emitted_at - event.start <= config.confirm_windows * HOP_S + 0.5
-
-
-def test_a_candidate_seen_in_one_window_only_is_not_emitted() -> None:
-    stitcher = Stitcher(CLASSES, StitchConfig(confirm_windows=2))
-    blip = oracle_candidates([(8.0, 9.5, 0)], 0.0, 10.0, np.random.default_rng(0))
-    assert stitcher.update(blip, 0.0, 10.0, False, 10.0) == []
-    for now in (11.0, 12.0, 13.0):
-        nothing = oracle_candidates([], now - 16, now, np.random.default_rng(1))
-        assert stitcher.update(nothing, max(0, now - 16), now, False, now) == []
-    assert stitcher.flush(14.0) == []
-
-
-def test_end_of_stream_closes_the_open_event_with_what_is_known() -> None:
-    truth = [(5.0, 30.0, 2)]
-    events = stream_oracle(truth, 12.5)  # the stream stops in the middle of the event
-    assert_well_formed(events)
-    (final,) = finals(events)
-    assert final.start == pytest.approx(5.0, abs=0.3)
-    assert final.end == pytest.approx(12.0, abs=0.3)  # the last window ended at 12 s
-    assert final.emitted_at == 12.5
-
-
-def test_events_below_the_threshold_are_not_emitted() -> None:
-    truth = [(2.0, 6.0, 0)]  # oracle score ~0.8
-    assert finals(stream_oracle(truth, 12.0, StitchConfig(threshold=0.95))) == []
-    assert len(finals(stream_oracle(truth, 12.0, StitchConfig(threshold=0.5)))) == 1
+# ---- records ----
 
 
 def test_records_follow_the_json_lines_contract() -> None:
-    (start, end) = stream_oracle([(2.0, 4.0, 1)], 8.0)
+    (start, end) = one_event()
     assert set(start.to_record()) == {
         "type",
         "id",
@@ -199,7 +125,7 @@ def test_overlay_draws_frames_with_the_open_and_ended_events(monkeypatch) -> Non
     monkeypatch.setattr(cv2, "waitKey", lambda delay: ord("q"))
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
     overlay = Overlay()
-    start, end = stream_oracle([(2.0, 4.0, 1)], 8.0)
+    start, end = one_event()
     overlay.on_event(start)
     overlay.show(np.zeros((112, 112, 3), np.uint8), 3.0)
     overlay.on_event(end)

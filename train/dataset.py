@@ -17,7 +17,8 @@ class WindowDataset(Dataset):
     """Each item: one video's features in a window of ``model.window`` steps.
 
     Training items are random crops of ``ratio * window`` steps (ratio drawn from
-    ``data.crop_ratio``) with their events clipped to the crop; evaluation items start at step 0.
+    ``data.crop_ratio``) with their events clipped to the crop, a share of them ending inside an
+    event (``data.online_crop_share``); evaluation items start at step 0.
     Features are read lazily, so memory stays bounded for UnAV-100-sized folders.
     """
 
@@ -50,7 +51,7 @@ class WindowDataset(Dataset):
         if self.train:
             low, high = self.data.crop_ratio
             crop = min(len(visual), int(round(window * self.rng.uniform(low, high))))
-            begin = int(self.rng.integers(0, len(visual) - crop + 1))
+            begin, crop = self._crop(len(visual), crop, segments)
             visual, audio = visual[begin : begin + crop], audio[begin : begin + crop]
             segments = np.clip(segments - begin, -0.5, crop - 0.5)
             kept = segments[:, 1] - segments[:, 0] >= MIN_CROPPED_STEPS
@@ -67,6 +68,25 @@ class WindowDataset(Dataset):
             "labels": torch.from_numpy(labels.astype(np.int64)),  # (K,)
             "offset": begin,
         }
+
+    def _crop(self, length: int, crop: int, segments: np.ndarray) -> tuple[int, int]:
+        """(first step, steps) of a training crop of at most ``crop`` steps out of ``length``.
+
+        With probability ``data.online_crop_share`` the crop is *online*: it ends inside a random
+        event, whose label is cut there, as a live window ends at "now" inside an ongoing event.
+        The model then learns to reach the present with such an event instead of placing its end
+        early. Otherwise the crop lies anywhere in the clip.
+        """
+        if len(segments) and self.rng.random() < self.data.online_crop_share:
+            start, end = segments[self.rng.integers(len(segments))]  # steps
+            # the crop's newest step: inside the event, before its last step, so that it is cut
+            low = int(np.ceil(start + MIN_CROPPED_STEPS))
+            high = min(int(np.floor(end)) - 1, length - 2)
+            if 0 <= low <= high:
+                newest = int(self.rng.integers(low, high + 1))
+                begin = max(0, newest + 1 - crop)
+                return begin, newest + 1 - begin
+        return int(self.rng.integers(0, length - crop + 1)), crop
 
 
 def _pad(features: np.ndarray, length: int) -> torch.Tensor:

@@ -1,34 +1,50 @@
 """Online emission: each window's candidates are stitched into tracks, and tracks into events.
 
-Rules (STREAMING.md; the values in `StitchConfig` were chosen by measurement, see the README):
+A window sees the last T steps, [window_start, now]. Its candidates (decoded, soft-NMS'd, in
+stream seconds) are what the model believes *now*: without right context it often places the end
+of an ongoing event early (about 1 s before "now", steadily, window after window), and when the
+window is full its left edge cuts the start of an event that began before it. The rules below hold
+for that (the values in `StitchConfig` were chosen by replaying recorded windows, see the README):
 
-- **Match.** A window's candidates, best first, are matched to the tracks of their class by tIoU
-  computed inside the window's span (a track longer than the window is compared by the part the
-  window sees, so events longer than the window stay one track). A candidate mostly inside a
-  better candidate of this window or a track of its class (``absorb_overlap`` of its length) is a
-  duplicate (soft-NMS keeps such alternatives) and is dropped.
-- **Track.** An unmatched candidate scoring at least ``threshold`` starts a pending track. A match
-  refines the track's boundaries: a boundary at the window's edge is cut by the window, not seen,
-  and only moves the end outwards (an ongoing event); seen boundaries are averaged, weighted by
-  score. The track's score is its latest match's, the one with the most context.
-- **Open.** A pending track is opened (a ``start`` record) once matched in ``confirm_windows``
-  consecutive windows with a score of at least ``threshold``; one that misses a window is dropped.
-- **Close.** An open track is closed (an ``end`` record, final) once its end lies ``close_after``
-  behind the newest step, unless a candidate of its class adjoins it and reaches the newest
-  steps (short of right context, the model places the end of an ongoing event early), for at most
-  ``max_hold`` more. Closed tracks stay while windows see them and absorb their re-detections, so
-  nothing is emitted twice and nothing emitted ever changes.
+- **One candidate per event and window.** Candidates are taken best first; one whose span is at
+  least ``absorb_overlap`` covered by better candidates of its class (soft-NMS keeps such
+  alternatives), or that spans two tracks of its class (a merge of neighbours), is dropped.
+- **Match.** A candidate joins the track of its class it overlaps most (tIoU at least
+  ``match_iou``, the track clipped to the window, so an event longer than the window stays one
+  track); each track takes at most one candidate a window. One that begins within
+  ``edge_seconds`` of a live track's end is that track going on. One that overlaps no live track
+  starts a pending track if it reaches ``threshold`` and its start is seen or it goes on now (what
+  is left of an event at a full window's left edge, seen only as it leaves, starts nothing).
+- **Closed tracks are final.** A candidate overlapping a closed track of its class, or beginning
+  less than ``close_after`` after it, is cut to begin where that track ended, and kept only if
+  ``close_after`` of it remain (a continuation, not a jittered end or a soft-NMS alternative): a
+  stretch that was emitted is never emitted again.
+- **Start.** A candidate whose start lies within ``edge_seconds`` of a full window's left edge has
+  its start cut, not seen. While a track is pending, its start is the score-weighted mean of the
+  starts seen; the ``start`` record fixes it, and the ``end`` record repeats it.
+- **End.** A track's end is its latest candidate's (the one with the most right context), held
+  before the start of a later track of its class (and a pending start after the end of an
+  earlier one), so that events of one class never overlap.
+- **Open.** A pending track opens (a ``start`` record) once matched in ``confirm_windows``
+  consecutive windows with a score of at least ``threshold``; one that misses a window, or whose
+  end lies ``stale_after`` behind the newest step (a past stretch that a weak candidate wavers
+  over), is dropped: nothing is reported long after it happened.
+- **Close.** An open track closes (an ``end`` record, final) once its end lies ``close_after``
+  behind the newest step *and* the furthest end that its candidates reach (soft-NMS alternatives
+  included) has stood still for ``settle`` seconds: the end of an ongoing event that the model
+  places early still moves forward with "now", the end of a finished event does not. A track that
+  no candidate matches closes once its end lies ``silence`` behind.
 - **End of stream.** Open tracks close with what is known; pending tracks that were never missed
   and reach ``threshold`` are emitted too (the stream ended before they could be confirmed).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..postprocess import Segments
+from ..postprocess import Segments, temporal_iou
 
 DEFAULT_THRESHOLD = 0.3  # minimum score of an emitted event
 
@@ -39,13 +55,15 @@ class StitchConfig:
 
     threshold: float = DEFAULT_THRESHOLD  # minimum score of emitted events (and of new tracks)
     confirm_windows: int = 2  # consecutive windows that must see a track before it opens
-    close_after: float = 1.0  # a track may close once its end lies this far behind the newest step
-    hold_reach: float = 1.0  # ...unless a candidate of its class adjoins it and ends this near now
-    max_hold: float = 4.0  # ...for at most this long
+    close_after: float = 1.0  # an open track closes once its end lies this far behind now...
+    settle: float = 2.0  # ...and the end its candidates reach has stood still this long
+    silence: float = 3.0  # a track that no candidate matches closes this far behind its end
+    stale_after: float = 4.0  # a pending track whose end lies this far behind now is dropped
     match_iou: float = 0.3  # least tIoU (inside the window) between a candidate and its track
-    absorb_overlap: float = 0.5  # a candidate this much inside a track of its class is a duplicate
+    absorb_overlap: float = 0.5  # share of a candidate inside better ones that makes it a duplicate
     support_ratio: float = 0.5  # candidates from threshold * this up may match (not start) tracks
-    edge_seconds: float = 0.5  # a boundary this close to the window's edge is cut by the window
+    edge_seconds: float = 0.5  # a start this close to a full window's left edge is cut, not seen
+    end_tolerance: float = 0.5  # an end that moves forward less than this in ``settle`` stands
 
     @property
     def candidate_floor(self) -> float:
@@ -67,7 +85,7 @@ class Event:
     emitted_at: float  # stream time of emission
 
     def to_record(self) -> dict:
-        """The JSON-lines record of STREAMING.md (a start record has no "end")."""
+        """The JSON-lines record of the output contract (a start record has no "end")."""
         record = asdict(self)
         if self.type == "start":
             del record["end"]
@@ -80,20 +98,27 @@ class _Track:
     start: float
     end: float
     score: float  # score of the latest matching candidate (the best informed)
-    id: int | None = None  # given when the track opens
-    hits: int = 1  # consecutive windows that matched it
+    furthest: float  # the furthest end that a candidate of it reached
+    reached: list[tuple[float, float]] = field(default_factory=list)  # (now, furthest), recent
+    id: int | None = None  # given when the track opens; its start is final from then on
+    hits: int = 0  # consecutive windows that matched it
     closed: bool = False
-    start_sum: float = 0.0  # score-weighted sums of observed (not cut) boundaries
+    start_sum: float = 0.0  # score-weighted sum of the starts seen while pending
     start_weight: float = 0.0
-    end_sum: float = 0.0
-    end_weight: float = 0.0
+
+    @property
+    def pending(self) -> bool:
+        return self.id is None
 
 
 @dataclass
-class _Window:
-    start: float  # s, the start of its first step
-    now: float  # s, the end of its newest step
-    full: bool  # its first step is not the stream's first: its left edge cuts events
+class _Candidate:
+    start: float
+    end: float
+    label_id: int
+    score: float
+    start_seen: bool  # False: cut by a full window's left edge or by a closed track
+    ongoing: bool  # its end lies within ``close_after`` of now
 
 
 class Stitcher:
@@ -102,7 +127,7 @@ class Stitcher:
     def __init__(self, classes: list[str], config: StitchConfig | None = None) -> None:
         self.classes = classes
         self.config = config or StitchConfig()
-        self._tracks: list[_Track] = []
+        self._tracks: list[_Track] = []  # live (pending or open) and recently closed tracks
         self._next_id = 0
 
     def update(
@@ -112,27 +137,33 @@ class Stitcher:
 
         ``full``: the window does not begin at the stream's start. Returns the records it emits.
         """
-        window = _Window(window_start, now, full)
-        matched = self._match(found, window)
-        for track in self._tracks:
-            if track.id is None and track not in matched:
-                track.hits = 0  # a pending track must be seen in consecutive windows
-        self._tracks = [t for t in self._tracks if t.hits > 0 or t.id is not None]
-        events: list[Event] = []
+        candidates = self._candidates(found, window_start, now, full)
+        matched = self._match(candidates, window_start, now)
         config = self.config
+        events: list[Event] = []
         for track in sorted(self._tracks, key=lambda t: t.start):
-            confirmed = track.hits >= config.confirm_windows and track.score >= config.threshold
-            if track.id is None and confirmed:
-                events.append(self._open(track, emitted_at))
-            if track.id is None or track.closed:
+            if track.closed:
+                continue
+            self._follow_reach(track, found, window_start, now)
+            if track.pending:
+                if track not in matched or now - track.end >= config.stale_after:
+                    track.hits = 0  # missed, or long over: dropped
+                elif track.hits >= config.confirm_windows and track.score >= config.threshold:
+                    events.append(self._open(track, emitted_at))
                 continue
             behind = now - track.end
-            if behind >= config.close_after + config.max_hold or (
-                behind >= config.close_after and not self._held(track, found, now)
-            ):
+            if track in matched:
+                done = behind >= config.close_after and self._stood_still(track, now)
+            else:
+                done = behind >= config.silence
+            if done:
                 events.append(self._close(track, emitted_at))
-        # closed tracks are kept while windows still see them, to absorb their re-detections
-        self._tracks = [t for t in self._tracks if not t.closed or t.end > window_start]
+        # drop missed pending tracks; keep closed ones while windows see them (they cut repeats)
+        self._tracks = [
+            t
+            for t in self._tracks
+            if (t.closed and t.end > window_start) or (not t.closed and (t.hits or not t.pending))
+        ]
         return events
 
     def flush(self, emitted_at: float) -> list[Event]:
@@ -141,81 +172,134 @@ class Stitcher:
         for track in sorted(self._tracks, key=lambda t: t.start):
             if track.closed:
                 continue
-            if track.id is None:
-                if track.score < self.config.threshold:
+            if track.pending:
+                if track.hits == 0 or track.score < self.config.threshold:
                     continue
                 events.append(self._open(track, emitted_at))
             events.append(self._close(track, emitted_at))
         self._tracks = []
         return events
 
-    def _match(self, found: Segments, window: _Window) -> set[_Track]:
-        """Match candidates to tracks (best candidate first); returns the tracks matched."""
+    def _candidates(
+        self, found: Segments, window_start: float, now: float, full: bool
+    ) -> list[_Candidate]:
+        """The window's candidates that may play a part, best first, duplicates dropped and the
+        stretches of closed tracks cut off (module docstring)."""
         config = self.config
-        matched: set[_Track] = set()
-        kept: list[tuple[float, float, int]] = []  # this window's candidates that are no duplicate
+        spans: list[tuple[float, float, int]] = []  # kept candidates as decoded
+        kept: list[_Candidate] = []
         for k in np.argsort(-found.score, kind="stable"):
             start, end = float(found.start[k]), float(found.end[k])
             label, score = int(found.label[k]), float(found.score[k])
             if score < config.candidate_floor or end <= start:
                 continue
-            if self._covered(start, end, [(s, e) for s, e, c in kept if c == label]):
-                continue  # a weaker duplicate (soft-NMS keeps those) of a better candidate
-            kept.append((start, end, label))
-            same_class = [t for t in self._tracks if t.label_id == label]
-            best, best_iou = None, config.match_iou
-            for track in same_class:
-                iou = _clipped_iou(start, end, track, window)
-                if track not in matched and iou >= best_iou:
-                    best, best_iou = track, iou
-            if best is not None:
-                matched.add(best)
-                if not best.closed:
-                    best.hits += 1
-                    self._refine(best, start, end, score, window)
-            elif score >= config.threshold and not self._covered(
-                start, end, [(t.start, t.end) for t in same_class]
-            ):
-                track = _Track(label, start, end, score)
-                self._refine(track, start, end, score, window)
+            better = [(s, e) for s, e, c in spans if c == label]
+            if _covered(start, end, better) >= config.absorb_overlap * (end - start):
+                continue
+            spans.append((start, end, label))
+            start_seen = not (full and start <= window_start + config.edge_seconds)
+            closed_end = max(
+                (
+                    t.end
+                    for t in self._tracks
+                    if t.closed
+                    and t.label_id == label
+                    and t.start < end
+                    and start < t.end + config.close_after
+                ),
+                default=None,
+            )
+            if closed_end is not None:  # only what goes on after a closed track may be new
+                start, start_seen = max(start, closed_end), False
+                if end - start < config.close_after:
+                    continue
+            kept.append(
+                _Candidate(start, end, label, score, start_seen, end >= now - config.close_after)
+            )
+        return kept
+
+    def _match(self, candidates: list[_Candidate], window_start: float, now: float) -> set[_Track]:
+        """Match candidates to live tracks (best candidate first); returns the tracks matched."""
+        config = self.config
+        matched: set[_Track] = set()
+        for candidate in candidates:
+            live = [t for t in self._tracks if not t.closed and t.label_id == candidate.label_id]
+            bounds = np.array([candidate.start]), np.array([candidate.end])
+            ious = [float(_window_iou(t, *bounds, window_start, now)[0]) for t in live]
+            if sum(iou >= config.match_iou for iou in ious) > 1:
+                continue  # spans two tracks of its class: a merge of neighbours
+            best = max(range(len(live)), key=ious.__getitem__, default=None)
+            if best is not None and ious[best] >= config.match_iou:
+                if live[best] not in matched:
+                    matched.add(live[best])
+                    self._refine(live[best], candidate, now)
+            elif any(abs(candidate.start - t.end) <= config.edge_seconds for t in live):
+                continue  # begins where a track of its class ends: that track going on
+            elif not any(ious) and self._may_start(candidate):
+                start, end = candidate.start, candidate.end
+                track = _Track(candidate.label_id, start, end, candidate.score, end)
+                self._refine(track, candidate, now)
                 self._tracks.append(track)
                 matched.add(track)
         return matched
 
-    def _held(self, track: _Track, found: Segments, now: float) -> bool:
-        """Whether a candidate of the track's class adjoins it and reaches the newest steps: the
-        event may go on while the model, short of right context, still places its end early."""
+    def _may_start(self, candidate: _Candidate) -> bool:
+        """Whether a candidate that overlaps no live track starts one: it reaches the threshold,
+        and its start is seen or it goes on now (what is left of an event at a full window's left
+        edge, seen only as it leaves the window, starts nothing)."""
+        seen_enough = candidate.start_seen or candidate.ongoing
+        return candidate.score >= self.config.threshold and seen_enough
+
+    def _refine(self, track: _Track, candidate: _Candidate, now: float) -> None:
+        """Update a track with its candidate of this window (module docstring, Start and End)."""
+        track.score = candidate.score
+        earlier, later = self._neighbours(track)
+        if track.pending:
+            track.hits += 1
+            if candidate.start_seen:
+                track.start_sum += candidate.score * candidate.start
+                track.start_weight += candidate.score
+                track.start = max(track.start_sum / track.start_weight, earlier)
+        track.end = max(min(candidate.end, later), track.start)
+
+    def _follow_reach(
+        self, track: _Track, found: Segments, window_start: float, now: float
+    ) -> None:
+        """Note how far this window's candidates of the track reach: those that overlap it
+        enough (tIoU ``match_iou`` inside the window; soft-NMS alternatives included), and neither
+        another live track of its class nor the start of a later one (merges of neighbours)."""
         config = self.config
-        return bool(
-            np.any(
-                (found.label == track.label_id)
-                & (found.score >= config.candidate_floor)
-                & (found.end >= now - config.hold_reach)
-                & (found.start <= track.end + config.edge_seconds)
-                & (found.end > track.start)
-            )
-        )
+        ours = (found.label == track.label_id) & (found.score >= config.candidate_floor)
+        starts, ends = found.start[ours], found.end[ours]
+        overlapping = [
+            _window_iou(other, starts, ends, window_start, now) >= config.match_iou
+            for other in self._tracks
+            if other.label_id == track.label_id and not other.closed
+        ]
+        mine = _window_iou(track, starts, ends, window_start, now) >= config.match_iou
+        alone = np.sum(overlapping, axis=0) == 1 if overlapping else mine
+        _, later = self._neighbours(track)
+        reaching = ends[mine & alone & (ends <= later)]
+        if len(reaching):
+            track.furthest = max(track.furthest, float(reaching.max()))
+        track.reached.append((now, track.furthest))
 
-    def _covered(self, start: float, end: float, spans: list[tuple[float, float]]) -> bool:
-        """Whether one of ``spans`` holds ``absorb_overlap`` of [start, end]."""
-        least = self.config.absorb_overlap * (end - start)
-        return any(_overlap(start, end, s, e) >= least for s, e in spans)
+    def _stood_still(self, track: _Track, now: float) -> bool:
+        """Whether the furthest end its candidates reach moved less than ``end_tolerance`` over the
+        last ``settle`` seconds (``reached`` keeps what that needs)."""
+        since = now - self.config.settle
+        while len(track.reached) > 1 and track.reached[1][0] <= since:
+            del track.reached[0]
+        then, furthest_then = track.reached[0]
+        return then <= since and track.furthest - furthest_then < self.config.end_tolerance
 
-    def _refine(self, track: _Track, start: float, end: float, score: float, w: _Window) -> None:
-        """Update a track with a matching candidate (module docstring, "Track")."""
-        edge = self.config.edge_seconds
-        track.score = score
-        if not (w.full and start <= w.start + edge):  # the start is observed
-            track.start_sum += score * start
-            track.start_weight += score
-            track.start = track.start_sum / track.start_weight
-        if end >= w.now - edge:  # cut by the newest step: the event goes on at least until `end`
-            if end > track.end or track.end_weight == 0:
-                track.end, track.end_sum, track.end_weight = end, 0.0, 0.0
-        else:
-            track.end_sum += score * end
-            track.end_weight += score
-            track.end = track.end_sum / track.end_weight
+    def _neighbours(self, track: _Track) -> tuple[float, float]:
+        """The latest end of the tracks of its class before ``track`` and the earliest start of
+        those after it: its bounds, so that events of one class never overlap."""
+        others = [t for t in self._tracks if t.label_id == track.label_id and t is not track]
+        earlier = max((t.end for t in others if t.start < track.start), default=-np.inf)
+        later = min((t.start for t in others if t.start > track.start), default=np.inf)
+        return earlier, later
 
     def _open(self, track: _Track, emitted_at: float) -> Event:
         track.id = self._next_id
@@ -226,7 +310,7 @@ class Stitcher:
         track.closed = True
         return self._event(track, "end", track.end, emitted_at)
 
-    def _event(self, track: _Track, kind: str, end: float | None, emitted_at: float = 0.0) -> Event:
+    def _event(self, track: _Track, kind: str, end: float | None, emitted_at: float) -> Event:
         return Event(
             type=kind,
             id=track.id if track.id is not None else -1,
@@ -239,15 +323,21 @@ class Stitcher:
         )
 
 
-def _overlap(start: float, end: float, other_start: float, other_end: float) -> float:
-    return max(0.0, min(end, other_end) - max(start, other_start))
+def _covered(start: float, end: float, spans: list[tuple[float, float]]) -> float:
+    """Seconds of [start, end] inside the union of ``spans``."""
+    edges = sorted((max(s, start), min(e, end)) for s, e in spans if e > start and s < end)
+    covered, reach = 0.0, start
+    for s, e in edges:
+        covered += max(0.0, e - max(s, reach))
+        reach = max(reach, e)
+    return covered
 
 
-def _clipped_iou(start: float, end: float, track: _Track, window: _Window) -> float:
-    """tIoU of a candidate and the part of ``track`` inside the window."""
-    track_start, track_end = max(track.start, window.start), min(track.end, window.now)
-    if track_end <= track_start:
-        return 0.0
-    inter = _overlap(start, end, track_start, track_end)
-    union = (end - start) + (track_end - track_start) - inter
-    return inter / union if union > 0 else 0.0
+def _window_iou(
+    track: _Track, starts: np.ndarray, ends: np.ndarray, window_start: float, now: float
+) -> np.ndarray:
+    """tIoU of candidates (K,) and the part of ``track`` inside the window, (K,)."""
+    start, end = max(track.start, window_start), min(track.end, now)
+    if end <= start:
+        return np.zeros(len(starts))
+    return temporal_iou(start, end, starts, ends)

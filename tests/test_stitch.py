@@ -1,0 +1,180 @@
+"""Online emission (`Stitcher`) on candidates shaped like the model's real output.
+
+Property-based tests run the stitcher over generated timelines (events from half a second to
+several windows long, neighbours of one class, early ends, cut starts, jitter, missed windows)
+and check what the output contract promises; regression tests replay the cases in which the
+earlier rules broke it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loco_stream.postprocess import Segments
+from loco_stream.stream.stitch import Event, StitchConfig, Stitcher
+from tests.test_stream_support import assert_well_formed, finals, tiou
+from tests.timelines import ModelLikeWindows, TrueEvent, stream_windows
+
+WINDOW_S = 16.0  # the windows of these tests: 16 s, so that events span several of them
+CLASSES = ["dog", "guitar", "car"]
+
+
+@st.composite
+def timelines(draw) -> list[TrueEvent]:
+    """1-6 true events of 3 classes, 0.5 s to 3 windows long; one class never overlaps itself
+    (neighbours of one class are at least 1 s apart)."""
+    events: list[TrueEvent] = []
+    for _ in range(draw(st.integers(1, 6))):
+        label = draw(st.integers(0, 2))
+        start = draw(st.floats(0.0, 60.0))
+        length = draw(st.one_of(st.floats(0.5, 5.0), st.floats(5.0, 3 * WINDOW_S)))
+        end = start + length
+        same = [e for e in events if e[2] == label]
+        if all(end + 1.0 <= s or start >= e + 1.0 for s, e, _ in same):
+            events.append((round(start, 2), round(end, 2), label))
+    return sorted(events)
+
+
+def assert_contract(events: list[Event], truth: list[TrueEvent]) -> None:
+    """What the output contract promises, whatever the model's candidates look like."""
+    assert_well_formed(events)  # one start, then one end per id; emission times never go back
+    starts = {e.id: e for e in events if e.type == "start"}
+    final = finals(events)
+    for end in final:  # an end record repeats its start record: nothing emitted changes
+        begun = starts[end.id]
+        assert (end.start, end.label_id) == (begun.start, begun.label_id)
+    for a, b in itertools.combinations(final, 2):  # no stretch of a class is emitted twice
+        if a.label_id == b.label_id:
+            assert min(a.end, b.end) - max(a.start, b.start) <= 1e-3, (a, b)
+    for start, end, label in truth:  # so each true event comes out at most once
+        assert (
+            sum(e.label_id == label and tiou((start, end), (e.start, e.end)) >= 0.5 for e in final)
+            <= 1
+        )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    truth=timelines(),
+    seed=st.integers(0, 2**16),
+    hop=st.sampled_from([0.25, 0.5, 1.0, 2.0]),
+    tail=st.floats(0.0, 20.0),
+)
+def test_the_contract_holds_on_model_like_candidates(truth, seed, hop, tail) -> None:
+    duration = max(end for _, end, _ in truth) + tail
+    windows = ModelLikeWindows(truth, seed=seed)
+    events = stream_windows(windows, duration, hop=hop, window_seconds=WINDOW_S, classes=CLASSES)
+    assert_contract(events, truth)
+    for event in finals(events):
+        # every final event is a true event's (junk stays under the threshold) and ends near it
+        overlapped = [
+            (s, e) for s, e, k in truth if k == event.label_id and e > event.start and s < event.end
+        ]
+        assert overlapped, event
+        assert event.end <= max(e for _, e in overlapped) + 1.0
+
+
+def test_most_events_come_out_once_with_their_boundaries() -> None:
+    """Over many random timelines: recall and boundary quality at the default settings."""
+    rng = np.random.default_rng(7)
+    found, total, latencies = 0, 0, []
+    for seed in range(60):
+        truth = []
+        t = rng.uniform(0, 5)
+        for _ in range(rng.integers(1, 5)):
+            length = float(rng.choice([rng.uniform(0.8, 4), rng.uniform(4, 40)]))
+            truth.append((t, t + length, int(rng.integers(3))))
+            t += length + rng.uniform(1.5, 10)
+        events = stream_windows(ModelLikeWindows(truth, seed=seed), t + 5, hop=1.0)
+        final = finals(events)
+        assert_contract(events, truth)
+        total += len(truth)
+        found += sum(
+            any(e.label_id == k and tiou((s, x), (e.start, e.end)) >= 0.7 for e in final)
+            for s, x, k in truth
+        )
+        latencies += [e.emitted_at - e.end for e in final]
+    assert found / total >= 0.85
+    assert np.median(latencies) <= StitchConfig().settle + 1.0  # a hop after the end stood still
+
+
+def test_an_event_longer_than_the_window_comes_out_once_from_its_first_start() -> None:
+    truth = [(3.0, 150.0, 1)]  # the old rules: start record 3.0, end record 28.69
+    for seed in range(5):
+        events = stream_windows(ModelLikeWindows(truth, seed=seed, early_share=0.0), 160.0)
+        assert_contract(events, truth)
+        (final,) = finals(events)
+        assert final.start == pytest.approx(3.0, abs=0.5)
+        assert tiou((3.0, 150.0), (final.start, final.end)) >= 0.95
+
+
+def window_of(rows: list[tuple[float, float, int, float]]) -> Segments:
+    start, end, label, score = (np.array(c) for c in zip(*rows, strict=True))
+    return Segments(start, end, label.astype(np.int64), score)
+
+
+def test_an_end_placed_early_for_long_never_gives_a_second_event_for_the_same_stretch() -> None:
+    """The model says "2-5 s" for six windows while the event goes on, then "2-24 s": the old
+    rules emitted #0 2.0-5.0 and then #1 2.0-24.0 over the same stretch."""
+    stitcher = Stitcher(CLASSES)
+    events: list[Event] = []
+    for now in range(3, 25):
+        end = 5.0 if now <= 11 else float(now)
+        events += stitcher.update(window_of([(2.0, end, 0, 0.8)]), 0.0, now, False, now)
+    events += stitcher.flush(25.0)
+    assert_contract(events, [(2.0, 24.0, 0)])
+    first, second = finals(events)
+    assert (first.start, first.end) == (2.0, 5.0)
+    assert second.start >= 5.0 and second.end == 24.0  # the continuation, from where #0 ended
+
+
+def test_a_neighbour_of_one_class_neither_holds_the_event_open_nor_merges_with_it() -> None:
+    """2-5 s and 6-9 s of one class, and candidates that span both: the old rules held the first
+    open until the hold ran out (its end about 6 s late) or merged the two."""
+    stitcher = Stitcher(CLASSES)
+    events: list[Event] = []
+    for now in np.arange(3.0, 16.0, 1.0):
+        rows = [(2.0, min(5.0, now), 0, 0.8)]
+        if now > 6.5:
+            rows += [(6.0, min(9.0, now), 0, 0.75), (2.0, min(9.0, now), 0, 0.5)]  # and a merge
+        events += stitcher.update(window_of(rows), 0.0, float(now), False, float(now))
+    events += stitcher.flush(16.0)
+    first, second = sorted(finals(events), key=lambda e: e.start)
+    assert (first.start, first.end, second.start, second.end) == (2.0, 5.0, 6.0, 9.0)
+    assert first.emitted_at - first.end <= 2.0
+
+
+def test_a_pending_track_is_confirmed_only_by_consecutive_windows() -> None:
+    stitcher = Stitcher(CLASSES, StitchConfig(confirm_windows=2))
+    blip = window_of([(8.0, 9.5, 0, 0.8)])
+    assert stitcher.update(blip, 0.0, 10.0, False, 10.0) == []
+    nothing = Segments.empty()
+    for now in (11.0, 12.0, 13.0):
+        assert stitcher.update(nothing, 0.0, now, False, now) == []
+    assert stitcher.flush(14.0) == []  # missed: dropped, not emitted at the end
+    twice = Stitcher(CLASSES)
+    twice.update(blip, 0.0, 10.0, False, 10.0)
+    (start,) = twice.update(blip, 0.0, 11.0, False, 11.0)
+    assert start.type == "start" and start.start == 8.0
+
+
+def test_end_of_stream_closes_the_open_event_with_what_is_known() -> None:
+    truth = [(5.0, 30.0, 2)]
+    events = stream_windows(ModelLikeWindows(truth, early_share=0.0), 12.5)
+    assert_contract(events, truth)
+    (final,) = finals(events)
+    assert final.start == pytest.approx(5.0, abs=0.5)
+    assert final.end == pytest.approx(12.5, abs=0.6)
+    assert final.emitted_at == 12.5
+
+
+def test_events_below_the_threshold_are_not_emitted() -> None:
+    truth = [(2.0, 6.0, 0)]  # scores 0.55-0.95
+    quiet = StitchConfig(threshold=0.99)
+    assert finals(stream_windows(ModelLikeWindows(truth, seed=1), 12.0, quiet)) == []
+    assert len(finals(stream_windows(ModelLikeWindows(truth, seed=1), 12.0))) == 1
