@@ -118,6 +118,7 @@ class DataConfig:
     test_split: str = "test"
     crop_ratio: list = field(default_factory=lambda: [0.9, 1.0])
     skip_missing_features: bool = False  # train on the videos that have features, skip the rest
+    online_crop_share: float = 0.0  # training crops whose right edge falls inside an event
 
 
 @dataclass
