@@ -7,7 +7,7 @@ are inlined:
 - every op is one that TensorRT 10's ONNX parser supports (``SUPPORTED_OPS``), and the opset is
   one that every TensorRT 10.x parses;
 - no data-dependent control flow or shapes anywhere, subgraphs included: If, Loop, Scan, NonZero
-  (DESIGN.md: decode, NMS and stitching live on the host);
+  (docs/architecture.md: decode, NMS and stitching live on the host);
 - every graph input and output, and after shape inference every value, has static dims; a dynamic
   value is reported where dynamism starts, not at every value downstream of it;
 - TopK's K is a build-time constant (an initializer or a Constant node) under TensorRT's limit;

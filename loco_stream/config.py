@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Dimensions and switches of the LoCo network (DESIGN.md section 4)."""
+    """Dimensions and switches of the LoCo network (docs/architecture.md, "The network")."""
 
     variant: str = "loco"  # one of VARIANTS
     visual_dim: int = 2048  # Dv of the visual features

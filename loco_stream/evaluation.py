@@ -1,6 +1,6 @@
 """Reference evaluator for dense audio-visual event localization (UnAV-100 protocol).
 
-Scores detections the way the UnAV-100 benchmark does (shared/UNAV100.md, "Evaluation protocol"):
+Scores detections the way the UnAV-100 benchmark does (docs/evaluation.md):
 
 - mAP at tIoU 0.1, 0.2, ..., 0.9 and their average, all in percent;
 - AP per ``label_id``, averaged over the classes present in the evaluated ground truth; predictions
@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .postprocess import temporal_iou
 
 TIOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DUPLICATE_TOLERANCE_S = 1e-3
@@ -330,7 +332,7 @@ def _match(
     for k in range(steps.size - 1):
         idx = step_order[steps[k] : steps[k + 1]]  # (n_k,) at most one per group
         g = group[idx]
-        tiou = _tiou(start[idx, None], end[idx, None], gt_start[g], gt_end[g])  # (n_k, K)
+        tiou = temporal_iou(start[idx, None], end[idx, None], gt_start[g], gt_end[g])  # (n_k, K)
         candidate = np.where(taken[:, g], -1.0, tiou)  # (T, n_k, K)
         best = candidate.argmax(axis=2)  # (T, n_k), first slot on ties
         hit = np.take_along_axis(candidate, best[..., None], axis=2)[..., 0] >= thresholds[:, None]
@@ -338,15 +340,6 @@ def _match(
         t, j = np.nonzero(hit)
         taken[t, g[j], best[t, j]] = True
     return tp
-
-
-def _tiou(s1: np.ndarray, e1: np.ndarray, s2: np.ndarray, e2: np.ndarray) -> np.ndarray:
-    """Temporal IoU, broadcast; 0 where the union is empty (or NaN padding)."""
-    inter = np.clip(np.minimum(e1, e2) - np.maximum(s1, s2), 0.0, None)
-    union = (e1 - s1) + (e2 - s2) - inter
-    out = np.zeros(np.broadcast(inter, union).shape)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
 
 
 def _average_precision(tp: np.ndarray, num_gt: int) -> np.ndarray:

@@ -62,11 +62,16 @@ def candidates(scores: np.ndarray, segments: np.ndarray, config: DecodeConfig) -
     )
 
 
-def temporal_iou(start: float, end: float, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """tIoU of one segment against many, (K,)."""
+def temporal_iou(start, end, starts, ends) -> np.ndarray:
+    """Temporal IoU of segments ``[start, end]`` and ``[starts, ends]``, broadcast (one against
+    many: (K,); pairs: (N, 1) against (K,) gives (N, K)); 0 where the union is empty or undefined
+    (a zero-length pair, NaN padding). The project's one definition: decoding, stitching, the
+    evaluator and the benchmarks all use it."""
     intersection = np.clip(np.minimum(end, ends) - np.maximum(start, starts), 0.0, None)
     union = (end - start) + (ends - starts) - intersection
-    return intersection / np.maximum(union, 1e-9)
+    out = np.zeros(np.broadcast(intersection, union).shape, np.result_type(intersection, union))
+    np.divide(intersection, union, out=out, where=union > 0)
+    return out
 
 
 def soft_nms(segments: Segments, sigma: float, min_score: float, max_segments: int) -> Segments:

@@ -5,7 +5,7 @@
     loco-stream --demo [--seed 7] [--duration 30]
 
 Each event is printed as it is confirmed (START) and when it is final (END), and written to
-``--output`` as JSON lines (STREAMING.md). Ctrl-C or SIGTERM closes the open events, writes them,
+``--output`` as JSON lines (docs/output.md). Ctrl-C or SIGTERM closes the open events, writes them,
 prints the stats and exits 0. Argument errors exit 2 (argparse's usage line); startup problems
 exit 1 with one ``loco-stream: error:`` line and write nothing. ``--output`` is locked while it
 is written: a second writer of the same file is refused.
@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 
 from loco_stream.model_dir import ModelDir, ModelDirError
+from loco_stream.postprocess import temporal_iou
 from loco_stream.runtime import BACKENDS, BackendUnavailable
 from loco_stream.sources import (
     CameraSource,
@@ -258,8 +259,7 @@ def _demo_report(source: DemoSource, finals: list[Event]) -> str:
         for event in finals:
             if event.label_id != label_id or event.id in used:
                 continue
-            inter = max(0.0, min(end, event.end) - max(start, event.start))
-            iou = inter / ((end - start) + (event.end - event.start) - inter)
+            iou = float(temporal_iou(start, end, event.start, event.end))
             if iou >= best_iou:
                 best, best_iou = event, iou
         truth = f"{source.label(label_id)}  {start:.2f}–{end:.2f} s"

@@ -1,4 +1,4 @@
-"""Where events go: a JSON-lines file (STREAMING.md contract), the terminal, a live overlay window.
+"""Where events go: a JSON-lines file (docs/output.md), the terminal, a live overlay window.
 
 The JSON-lines file gets one record a line, each written whole with a single ``write`` and
 flushed to the OS as it is made, so a reader tailing the file never sees half a line, and a

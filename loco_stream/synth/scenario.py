@@ -6,7 +6,7 @@ event is their intersection. Intervals of one class are kept at least ``MARGIN``
 each other (in either modality) unless they belong to the same event, so every event is exactly the
 intersection that was planned and no accidental sliver events appear.
 
-Statistics follow UnAV-100 (``UNAV100.md``): clip length 10-60 s (mean ~42 s, most 38-52 s), events
+Statistics follow UnAV-100's: clip length 10-60 s (mean ~42 s, most 38-52 s), events
 per clip 1: 41.2%, 2: 19.6%, ... more: 7.8%, event lengths heavy-tailed with a bump of events that
 cover most of the clip. Each clip draws from its own ``numpy`` generator seeded by
 ``(seed, crc32(split), index)``, so clips are independent of rendering order and worker count.
