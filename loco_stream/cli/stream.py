@@ -19,9 +19,7 @@ import math
 import secrets
 import signal
 import sys
-import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,16 +28,13 @@ from loco_stream.model_dir import ModelDir, ModelDirError
 from loco_stream.postprocess import temporal_iou
 from loco_stream.runtime import BACKENDS, BackendUnavailable
 from loco_stream.sources import (
-    CameraSource,
     FileSource,
     MediaSource,
-    MergedSource,
-    MicrophoneSource,
+    ReopeningSource,
     SourceError,
-    SourceStats,
     list_devices,
 )
-from loco_stream.sources.base import Item, StreamClock, VideoFrame
+from loco_stream.sources.base import Item, VideoFrame
 from loco_stream.sources.demo import DemoSource
 from loco_stream.stream.engine import StreamEngine
 from loco_stream.stream.output import (
@@ -54,10 +49,7 @@ from loco_stream.stream.timeline import StreamStalled
 
 PROG = "loco-stream"
 STATS_INTERVAL_S = 10.0  # default period of --stats, in stream seconds
-MAX_REOPENS = 5  # --reconnect: reopenings of a live source in a row, without a frame between
-REOPEN_DELAY_S = 1.0  # times the attempt number
 FOUND_IOU = 0.5  # --demo: a true event is found by a final event of its class at this tIoU
-STREAM_BACKENDS = [b for b in BACKENDS if b != "torch"]  # torch runs a checkpoint, not a model dir
 
 
 class CliError(Exception):
@@ -87,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default="onnxruntime",
-        choices=STREAM_BACKENDS,
+        choices=BACKENDS,
         help="runtime of the three graphs (default onnxruntime, on the CPU)",
     )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per graph (2)")
@@ -132,70 +124,6 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--threshold is a score, between 0 and 1")
 
 
-class _Reopening(MediaSource):
-    """A live camera + microphone that, with ``--reconnect``, is reopened when either fails,
-    on the same clock (the outage becomes an audio gap and a held frame)."""
-
-    def __init__(self, camera: str, mic: str, reconnect: bool) -> None:
-        # No MediaSource.__init__: the clock is the first merge's, the stats add up all merges.
-        self.camera, self.mic, self.reconnect = camera, mic, reconnect
-        self._source = self._open()
-        self.clock = self._source.clock
-        self.description = self._source.description
-        self.has_video = self.has_audio = True
-        self._past = SourceStats()  # stats of the merges already replaced
-        self._closed = False
-
-    def _open(self, clock: StreamClock | None = None) -> MergedSource:
-        microphone = MicrophoneSource(self.mic)
-        try:
-            camera = CameraSource(self.camera, reconnect=self.reconnect)
-        except SourceError:
-            microphone.close()
-            raise
-        merged = MergedSource(camera, microphone)
-        if clock is not None:  # a reopening continues the stream's clock
-            merged.clock = camera.clock = microphone.clock = clock
-        return merged
-
-    @property
-    def stats(self) -> SourceStats:
-        now = self._source.stats
-        return SourceStats(
-            frames=self._past.frames + now.frames,
-            audio_seconds=self._past.audio_seconds + now.audio_seconds,
-            dropped_frames=self._past.dropped_frames + now.dropped_frames,
-            overflows=self._past.overflows + now.overflows,
-        )
-
-    def __iter__(self) -> Iterator[Item]:
-        failures = 0  # reopenings in a row, without an item between
-        source: MergedSource | None = self._source
-        while not self._closed:
-            try:
-                if source is None:
-                    fresh = self._open(self.clock)
-                    self._past = self.stats  # the failed merge's counts, kept
-                    source = self._source = fresh
-                for item in source:
-                    failures = 0
-                    yield item
-                return
-            except SourceError as error:
-                if not self.reconnect or self._closed or failures >= MAX_REOPENS:
-                    raise
-                failures += 1
-                _warn(f"{error}; reopening (attempt {failures} of {MAX_REOPENS})")
-                if source is not None:
-                    source.close()
-                    source = None
-                time.sleep(REOPEN_DELAY_S * failures)
-
-    def close(self) -> None:
-        self._closed = True
-        self._source.close()
-
-
 def _open_source(args: argparse.Namespace) -> MediaSource:
     if args.input is not None:
         if args.input.is_dir():
@@ -220,12 +148,7 @@ def _open_source(args: argparse.Namespace) -> MediaSource:
             return DemoSource(seed=seed, duration=args.duration)
         except ValueError as error:
             raise CliError(f"--demo: {error}") from None
-    return _Reopening(args.camera, args.mic, args.reconnect)
-
-
-def _is_live(source: MediaSource) -> bool:
-    """Whether the source is paced by the wall clock (its clock then times the emissions)."""
-    return getattr(source, "realtime", True)
+    return ReopeningSource(args.camera, args.mic, args.reconnect)
 
 
 def _warn(message: str) -> None:
@@ -311,7 +234,7 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
     print(f"model: {model.description}; source: {source.description}", flush=True)
 
     stitch = StitchConfig(threshold=args.threshold)
-    engine = StreamEngine(model, stitch, args.hop, source.clock.now if _is_live(source) else None)
+    engine = StreamEngine(model, stitch, args.hop, source.clock.now if source.is_live else None)
     overlay = Overlay() if show else None
     finals: list[Event] = []
     next_stats = args.stats

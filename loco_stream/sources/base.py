@@ -100,6 +100,7 @@ class MediaSource(ABC):
     description: str
     has_video: bool
     has_audio: bool
+    is_live: bool = False  # paced by the wall clock: its ``clock`` also times event emission
 
     def __init__(self) -> None:
         self.clock = StreamClock()

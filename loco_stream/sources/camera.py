@@ -46,6 +46,8 @@ _STALLED = object()  # reader -> consumer: no frame for stall_timeout
 class CameraSource(MediaSource):
     """Frames from a camera index, device path, URL or pipe, stamped with their capture time."""
 
+    is_live = True
+
     def __init__(
         self,
         spec: str | int,

@@ -32,7 +32,7 @@ class DemoSource(MediaSource):
     ) -> None:
         super().__init__()
         self.scenario: Scenario = sample_scenario(seed, index, duration, split=DEMO_SPLIT)
-        self.realtime = realtime
+        self.realtime = self.is_live = realtime
         self.block_samples = round(block_seconds * SAMPLE_RATE)
         self.has_video = self.has_audio = True
         pace = "real time" if realtime else "as fast as it renders"

@@ -42,7 +42,7 @@ class FileSource(MediaSource):
     def __init__(self, path: str | Path, realtime: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
-        self.realtime = realtime
+        self.realtime = self.is_live = realtime
         try:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, OSError) as err:

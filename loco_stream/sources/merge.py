@@ -46,15 +46,18 @@ class MergedSource(MediaSource):
         video: MediaSource | None,
         audio: MediaSource | None,
         max_hold: float | None = MAX_HOLD_S,
+        clock: StreamClock | None = None,
     ) -> None:
-        # No MediaSource.__init__: the clock is made here and the stats are the sources' own.
+        # No MediaSource.__init__: the clock is ``clock`` (a stream to continue) or a new one,
+        # the stats are the sources' own.
         sides = {VideoFrame: video, AudioBlock: audio}
         self._sides: dict[type, MediaSource] = {k: s for k, s in sides.items() if s is not None}
         if not self._sides:
             raise ValueError("MergedSource needs a video source, an audio source, or both")
-        self.clock = StreamClock()
+        self.clock = clock or StreamClock()
         for source in self._sides.values():
             source.clock = self.clock
+        self.is_live = any(source.is_live for source in self._sides.values())
         self.max_hold = max_hold
         self.has_video = video is not None and video.has_video
         self.has_audio = audio is not None and audio.has_audio

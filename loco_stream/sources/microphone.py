@@ -46,6 +46,8 @@ def _sounddevice() -> ModuleType:
 class MicrophoneSource(MediaSource):
     """Audio from an input device given by name (a unique part of it), index, or "default"."""
 
+    is_live = True
+
     def __init__(
         self, device: str | int = "default", block_seconds: float = 0.05, stall_timeout: float = 3.0
     ) -> None:
