@@ -152,7 +152,7 @@ class TrainConfig:
 class DecodeConfig:
     """Host-side post-processing: threshold, top-k, per-class Gaussian soft-NMS, cap."""
 
-    score_threshold: float = 0.001
+    score_threshold: float = 0.001  # candidate floor; events need StitchConfig.threshold
     pre_nms_topk: int = 2000
     nms_sigma: float = 0.4
     max_segments: int = 100

@@ -28,7 +28,7 @@ from loco_stream.features.steps import StepSpec
 
 from .checkpoint import load_extractors, save_extractors
 
-DEFAULT_SPEC = StepSpec(step_seconds=0.25, sample_rate=16000, frames_per_step=4, frame_size=96)
+DEFAULT_SPEC = StepSpec()  # the shipped model's step: 0.25 s, 16 kHz, 4 frames of 96 x 96
 FEATURE_DIM = 128
 PRESENT_FRACTION = 0.5  # a class is present in a step if it covers at least half of it
 

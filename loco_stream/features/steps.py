@@ -46,7 +46,7 @@ class StepSpec:
     step_seconds: float = 0.25  # hop between steps
     sample_rate: int = 16000
     frames_per_step: int = 4  # frames sampled over the visual window
-    frame_size: int = 64  # frames are resized to frame_size x frame_size
+    frame_size: int = 96  # frames are resized to frame_size x frame_size (the shipped model's)
     audio_window_seconds: float | None = None  # last W seconds of audio before the step's end
     visual_window_seconds: float | None = None  # frames sampled over the last W seconds
 
