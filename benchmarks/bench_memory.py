@@ -135,11 +135,13 @@ def cli_run(path: Path, minutes: float, model: str | None) -> dict:
     media_seconds = float(stats[-1].split()[1]) if stats else 0.0
     wall = time.perf_counter() - began
     early = [r for s, r in samples if s <= wall * EARLY_MINUTES / minutes]  # its first minutes
-    rss = {
-        "start": next((r for s, r in samples if s >= STARTED_S), 0.0),
-        "early": max(early) if early else 0.0,
-        "end": samples[-1][1] if samples else 0.0,
-    }
+    rss = {"start": None, "early": None, "end": None}  # a run stopped early has no such figures
+    if media_seconds >= EARLY_MINUTES * 60 and early:
+        rss = {
+            "start": next((r for s, r in samples if s >= STARTED_S), early[0]),
+            "early": max(early),
+            "end": samples[-1][1],
+        }
     error = err.strip().splitlines()[-1] if process.returncode else ""
     return {
         "rss": rss,
@@ -178,14 +180,14 @@ def main() -> None:
             print(f"  wrote {path.name} ({os.path.getsize(path) >> 20} MB)", file=sys.stderr)
             rows.append((f"loco-stream --input, {only}", cli_run(path, args.minutes, args.model)))
     print(f"\n{args.minutes:g} minutes of stream; RSS in MB\n")
-    print(f"| run | start | after {EARLY_MINUTES} min | end | peak | notes |")
+    print(f"| run | at start | after {EARLY_MINUTES} min | at the end | peak | notes |")
     print("|---|---:|---:|---:|---:|---|")
     for name, result in rows:
-        rss = result["rss"]
-        print(
-            f"| {name} | {rss['start']:.0f} | {rss['early']:.0f} | {rss['end']:.0f} "
-            f"| {result['peak']:.0f} | {result['note']} |"
+        start, early, end = (
+            "–" if result["rss"][k] is None else f"{result['rss'][k]:.0f}"
+            for k in ("start", "early", "end")
         )
+        print(f"| {name} | {start} | {early} | {end} | {result['peak']:.0f} | {result['note']} |")
 
 
 if __name__ == "__main__":
