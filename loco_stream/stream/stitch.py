@@ -31,9 +31,9 @@ for that (the values in `StitchConfig` were chosen by replaying recorded windows
   over), is dropped: nothing is reported long after it happened.
 - **Close.** An open track closes (an ``end`` record, final) once its end lies ``close_after``
   behind the newest step *and* the furthest end that its candidates reach (soft-NMS alternatives
-  included) has stood still for ``settle`` seconds: the end of an ongoing event that the model
-  places early still moves forward with "now", the end of a finished event does not. A track that
-  no candidate matches closes once its end lies ``silence`` behind.
+  included) moved less than ``end_tolerance`` in the last ``settle`` seconds: the end of an
+  ongoing event that the model places early still moves forward with "now", the end of a finished
+  event does not. A track that no candidate matches closes once its end lies ``silence`` behind.
 - **End of stream.** Open tracks close with what is known; pending tracks that were never missed
   and reach ``threshold`` are emitted too (the stream ended before they could be confirmed).
 """
