@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from export.__main__ import export_model_dir, load_job
-from loco_stream.bundle import EXTRACTOR_CHECKPOINT, WINDOW_CHECKPOINT
+from loco_stream.bundle import DEFAULT_MODEL_DIR, EXTRACTOR_CHECKPOINT, WINDOW_CHECKPOINT
 from loco_stream.config import load_config
 from loco_stream.synth import generate_dataset
 
@@ -71,9 +71,7 @@ def ship_weights(best: Path, out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.default_model", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "synth")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "loco_stream" / "assets" / "default_model"
-    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "edge.yaml")
     parser.add_argument("--train-videos", type=int, default=1200)
     parser.add_argument("--val-videos", type=int, default=40)

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from export.extractors import export_extractors
+from loco_stream.bundle import EXTRACTOR_CHECKPOINT
 from loco_stream.features.media import MediaError, file_steps
 from loco_stream.features.networks import AudioEncoder, PresenceClassifier, VisualEncoder
 from loco_stream.features.steps import StepSpec
@@ -148,7 +149,7 @@ def train_extractors(
             visual, held_out["frames"], held_out["visible"]
         ),
     }
-    checkpoint = out_dir / "extractors.pt"  # fp16 on disk: the shipped model stays small
+    checkpoint = out_dir / EXTRACTOR_CHECKPOINT  # fp16 on disk: the shipped model stays small
     options = {"dim": FEATURE_DIM}
     trained = {"audio": audio.encoder, "visual": visual.encoder}
     save_extractors(checkpoint, spec, trained, {"audio": options, "visual": options})

@@ -3,7 +3,8 @@
 Two kinds, both written by ``train/`` and read by the torch backend and ``python -m export``:
 
 - a LoCo checkpoint (``loco.pt``, ``runs/NAME/best.pt``): ``config`` (a ``Config`` as a dict),
-  ``class_names``, ``model`` and, from training, ``ema`` state dicts (plus optimiser state);
+  ``class_names``, ``model`` and, when written during training, ``ema`` state dicts (plus
+  optimiser state);
 - an extractors checkpoint (``extractors.pt``): the ``step`` both extractors cut (``StepSpec`` as
   a dict), and per modality (``audio``, ``visual``) its encoder's state dict (fp16) and, under
   ``networks``, the encoder's class name and constructor options (``EXTRACTOR_NETWORKS``).

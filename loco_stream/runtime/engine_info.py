@@ -62,7 +62,7 @@ def check_engine_runs_here(
     engine_path: Path, info: EngineInfo, tensorrt_version: str, gpu: GpuInfo | None
 ) -> None:
     """Refuse an engine built by another TensorRT, for another GPU, or from another ONNX file."""
-    rebuild = "rebuild it on this machine with `python export/to_trt.py --onnx MODEL_DIR`"
+    rebuild = "rebuild it on this machine with `python export/to_trt.py --model MODEL_DIR`"
     if info.tensorrt_version != tensorrt_version:
         raise BackendUnavailable(
             f"{engine_path.name} was built with TensorRT {info.tensorrt_version} but this machine "

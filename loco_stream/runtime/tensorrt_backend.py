@@ -45,7 +45,7 @@ class TensorRTBackend(Backend):
         if not engine_path.is_file():
             raise BackendUnavailable(
                 f"no engine at {engine_path}: build it with "
-                f"`python export/to_trt.py --onnx {engine_path.parent}`"
+                f"`python export/to_trt.py --model {engine_path.parent}`"
             )
         info = read_engine_info(engine_path)
         gpu = current_gpu()
