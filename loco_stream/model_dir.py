@@ -14,7 +14,6 @@ import numpy as np
 
 from .bundle import (
     AUDIO_GRAPH,
-    EXTRACTOR_GRAPHS,
     REEXPORT,
     VISUAL_GRAPH,
     WINDOW_CHECKPOINT,
@@ -26,6 +25,7 @@ from .bundle import (
     ModelDirError,
     WindowInfo,
     read_bundle,
+    read_card,
     resolve_dir,
 )
 from .features.steps import Step, StepSpec
@@ -118,13 +118,13 @@ class ModelDir:
             raise ValueError(f"precision must be one of {list(WINDOW_GRAPHS)}, not {precision!r}")
         self.path = resolve_dir(path)
         window_file = WINDOW_CHECKPOINT if backend == "torch" else WINDOW_GRAPHS[precision]
-        self.card = read_bundle(self.path, [window_file, *EXTRACTOR_GRAPHS.values()])
-        if backend == "torch" and WINDOW_CHECKPOINT not in self.card.files:
+        if backend == "torch" and WINDOW_CHECKPOINT not in read_card(self.path).files:
             raise MissingFileError(
                 self.path / WINDOW_CHECKPOINT,
                 "the torch backend runs the checkpoint beside the graphs, and this model "
                 "directory has none; export it with `python -m export --checkpoint LOCO.pt`",
             )
+        self.card = read_bundle(self.path, [window_file])  # StepExtractors verifies its own two
         self.extractors = StepExtractors(self.path, backend, threads)
         try:
             if backend == "torch":

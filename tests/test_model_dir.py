@@ -192,6 +192,14 @@ def test_torch_backend_refuses_a_checkpoint_of_another_model(copy_of_tiny: Path,
         ModelDir(copy_of_tiny, "torch")
 
 
+def test_torch_backend_names_a_missing_checkpoint(copy_of_tiny: Path):
+    (copy_of_tiny / "loco.pt").unlink()
+    edit_card(copy_of_tiny, lambda card: card["files"].pop("loco.pt"))
+    with pytest.raises(MissingFileError, match=r"loco\.pt: the torch backend runs the checkpoint"):
+        ModelDir(copy_of_tiny, "torch")
+    ModelDir(copy_of_tiny).close()  # the graphs alone still make a model directory
+
+
 def test_the_runtime_opens_a_model_directory_without_torch(tiny_model_dir: Path):
     script = (
         "import sys; from loco_stream.model_dir import ModelDir; "
