@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import io
 import subprocess
 import sys
@@ -269,6 +270,20 @@ def test_int8_without_calibration_videos_is_refused(tiny, tmp_path):
         and "holds no video" in stderr
         and WINDOW_GRAPH in read_bundle(tmp_path / "m").files
     )  # the fp32 directory is complete before int8 is tried
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here"
+)
+def test_trt_without_tensorrt_exits_2_after_a_complete_directory(tiny, tmp_path):
+    out = tmp_path / "model"
+    status, stdout, stderr = run_cli(
+        "--checkpoint", str(tiny["checkpoint"]), "--out", str(out), "--trt"
+    )
+    assert status == 2 and "TensorRT Python package not found" in stderr, stdout + stderr
+    assert "loco.onnx: ready for TensorRT" in stdout and not list(out.glob("*.engine"))
+    with ModelDir(out) as model:  # everything but the engines is written and verified
+        assert model.info.classes == tuple(CLASSES)
 
 
 def test_bad_checkpoint_path_exits_2_without_a_traceback(tmp_path):

@@ -85,6 +85,10 @@ def unknown_step_field(folder: Path) -> None:
     edit_card(folder, lambda card: card["extractors"]["audio"]["step"].update(lens="fisheye"))
 
 
+def missing_step_field(folder: Path) -> None:
+    edit_card(folder, lambda card: card["extractors"]["visual"]["step"].pop("frame_size"))
+
+
 # damage -> (its error type, the file the message starts with, words it contains)
 CASES = {
     "4 KB overwritten": (overwrite_4kb, DamagedFileError, WINDOW_GRAPH, "changed since export"),
@@ -96,6 +100,7 @@ CASES = {
     "card not JSON": (bad_json, DamagedFileError, CARD, "not valid JSON"),
     "card missing": (missing_card, MissingFileError, CARD, "missing"),
     "unknown step field": (unknown_step_field, MismatchError, CARD, "unknown key(s) ['lens']"),
+    "missing step field": (missing_step_field, MismatchError, CARD, "lacks key(s) ['frame_size']"),
 }
 
 
