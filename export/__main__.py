@@ -70,6 +70,7 @@ from loco_stream.bundle import (  # noqa: E402
     DEFAULT_HOP_STEPS,
     DEFAULT_MODEL_DIR,
     EXTRACTOR_CHECKPOINT,
+    EXTRACTOR_GRAPHS,
     VISUAL_GRAPH,
     WINDOW_CHECKPOINT,
     WINDOW_FP16_GRAPH,
@@ -79,6 +80,8 @@ from loco_stream.bundle import (  # noqa: E402
     ModelDirError,
     embedded_metadata,
     file_entry,
+    graph_signature,
+    load_graph,
     sha256_file,
     write_card,
 )
@@ -145,6 +148,15 @@ def write_onnx(job: Job, say: Say) -> None:
     )
     for name, error in errors.items():
         say(f"      {job.out / name}: ONNX Runtime vs torch max abs error {error:.3g}  OK")
+    for modality, name in EXTRACTOR_GRAPHS.items():
+        _, outputs = graph_signature(load_graph(job.out / name))
+        gives, takes = outputs["features"][0][-1], getattr(model, f"{modality}_dim")
+        if gives != takes:
+            raise ExportError(
+                f"{job.extractors_checkpoint}'s {modality} network gives {gives}-d features but "
+                f"{job.checkpoint} takes {takes}-d {modality} features: they were not trained "
+                "together"
+            )
     job.written += [WINDOW_GRAPH, AUDIO_GRAPH, VISUAL_GRAPH]
     write_checkpoints(job, say)
 

@@ -286,6 +286,20 @@ def test_trt_without_tensorrt_exits_2_after_a_complete_directory(tiny, tmp_path)
         assert model.info.classes == tuple(CLASSES)
 
 
+def test_extractors_of_another_size_are_refused(tiny, tmp_path):
+    other = tmp_path / "other_extractors.pt"
+    encoders = {
+        "audio": AudioEncoder(TINY_SPEC.sample_rate, 12, width=4),  # TINY takes 16-d audio
+        "visual": VisualEncoder(TINY_SPEC.frames_per_step, TINY.visual_dim, width=4),
+    }
+    options = {"audio": {"dim": 12, "width": 4}, "visual": {"dim": TINY.visual_dim, "width": 4}}
+    save_extractors(other, TINY_SPEC, encoders, options)
+    args = ["--checkpoint", str(tiny["checkpoint"]), "--extractors", str(other)]
+    status, _, stderr = run_cli(*args, "--out", str(tmp_path / "m"))
+    assert status == 1
+    assert "audio network gives 12-d features but" in stderr and "takes 16-d audio" in stderr
+
+
 def test_bad_checkpoint_path_exits_2_without_a_traceback(tmp_path):
     missing = tmp_path / "missing.pt"
     result = subprocess.run(
