@@ -293,7 +293,7 @@ def load_job(
     calib_clips: int = 40,
 ) -> Job:
     """Load and check everything an export needs (``extractors`` defaults to the extractors.pt
-    beside ``checkpoint``); raises CheckpointError or ConfigError."""
+    beside ``checkpoint``); raises CheckpointError, ConfigError or CalibrationError."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     model, config, names = load_model(checkpoint)
@@ -308,6 +308,8 @@ def load_job(
     encoders, spec = load_extractors(extractors)
     window = config.model.window if window is None else window
     check_window(config.model, window, hop)
+    if calib is not None:
+        calibration_videos(calib, calib_clips)  # refuse a folder without videos before any work
     out.mkdir(parents=True, exist_ok=True)
     results = results or previous_results(out, checkpoint)
     job = Job(model, config, names, encoders, spec, checkpoint, extractors, out, window, hop)
@@ -370,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             args.calib,
             args.calib_clips,
         )
-    except (CheckpointError, ConfigError) as error:
+    except (CheckpointError, ConfigError, CalibrationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(
