@@ -71,7 +71,7 @@ def test_default_model_detects_the_events_of_a_fresh_clip(model, tmp_path):
 @pytest.mark.slow
 def test_default_checkpoints_re_export_to_the_shipped_graphs(tmp_path):
     """``python -m export`` of the shipped checkpoints rebuilds the shipped directory: every graph
-    computes what the shipped one does (1e-5), and loco-detect runs the new directory."""
+    computes what the shipped one does (1e-5), and loco-detect and loco-stream run it."""
     done = subprocess.run(
         [sys.executable, "-m", "export", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -106,3 +106,11 @@ def test_default_checkpoints_re_export_to_the_shipped_graphs(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "r.json").read_text())["results"]["clip"]
+    stream = [sys.executable, "-m", "loco_stream.cli.stream", "--input", str(clip)]
+    done = subprocess.run(
+        [*stream, "--model", str(tmp_path), "--output", str(tmp_path / "events.jsonl")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "events.jsonl").read_text().strip()
