@@ -82,8 +82,9 @@ class Timeline:
             self.stalls += 1
             if self._stalled_kind is None:
                 self._stalled_kind = other
+                since = self.latest[other]  # the end of the missing modality's data
                 self.stall_message = (
-                    f"the stream stalled: no {_NAMES[other]} after {now:.2f} s while "
+                    f"the stream stalled: no {_NAMES[other]} after {since:.2f} s while "
                     f"{_NAMES[kind]} went on to {end:.2f} s; that stretch was dropped and the "
                     f"stream goes on when {_NAMES[other]} comes back"
                 )
