@@ -89,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_THRESHOLD,
         help=f"minimum score of emitted events ({DEFAULT_THRESHOLD})",
     )
-    parser.add_argument("--hop", type=int, help="steps between windows (default: the model's)")
+    parser.add_argument(
+        "--hop", type=int, help="steps between windows, 1 to the window (default: the model's)"
+    )
     parser.add_argument("--show", action="store_true", help="overlay window (needs a display)")
     parser.add_argument(
         "--stats",
