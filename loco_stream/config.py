@@ -139,6 +139,7 @@ class TrainConfig:
     val_every: int = 5  # epochs between validations (0: never)
     seed: int = 2023
     output_dir: str = "runs/default"
+    init_from: str = ""  # a checkpoint whose weights (EMA if kept) start the training: fine-tuning
     num_threads: int = 0  # torch threads (0: torch's default)
     device: str = "cpu"  # cpu, cuda, or auto (CUDA when available)
 

@@ -80,6 +80,27 @@ def test_resume_continues_where_it_stopped(tmp_path):
     assert not torch.equal(resumed["model"][key], first["model"][key])
 
 
+def test_fine_tuning_starts_from_the_weights_of_a_checkpoint(tmp_path):
+    annotations = make_planted_dataset(tmp_path, {"train": 8})
+    overrides = planted_config_overrides(tmp_path, annotations) + [
+        "train.val_every=0",
+        "train.epochs=1",
+    ]
+    first = tmp_path / "first"
+    train(load_config(SMOKE, overrides + [f"train.output_dir={first}"]), progress=False)
+    trained = load_checkpoint(first / "last.pt")["ema"]
+    tuned_run = tmp_path / "tuned"
+    config = load_config(
+        SMOKE,
+        overrides
+        + [f"train.output_dir={tuned_run}", f"train.init_from={first / 'last.pt'}", "train.lr=0"],
+    )
+    train(config, progress=False)
+    tuned = load_checkpoint(tuned_run / "last.pt")["model"]
+    key = "classifier.tower.output.conv.bias"
+    assert torch.equal(tuned[key], trained[key])  # lr 0: the starting weights, unchanged
+
+
 @pytest.mark.slow
 def test_ddp_with_two_processes_gives_the_same_result_format(planted, tmp_path):
     root, annotations = planted

@@ -149,6 +149,9 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
 
     device = training_device(train_config.device)
     model = LoCo(config.model).to(device)
+    if train_config.init_from:  # fine-tuning: start from a trained model's (EMA) weights
+        state = load_checkpoint(train_config.init_from, device)
+        model.load_state_dict(state["ema"] if "ema" in state else state["model"])
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     decay, no_decay = [], []
     for parameter in model.parameters():
