@@ -30,10 +30,11 @@ for that (the values in `StitchConfig` were chosen by replaying recorded windows
   end lies ``stale_after`` behind the newest step (a past stretch that a weak candidate wavers
   over), is dropped: nothing is reported long after it happened.
 - **Close.** An open track closes (an ``end`` record, final) once its end lies ``close_after``
-  behind the newest step *and* the furthest end that its candidates reach (soft-NMS alternatives
-  included) moved less than ``end_tolerance`` in the last ``settle`` seconds: the end of an
-  ongoing event that the model places early still moves forward with "now", the end of a finished
-  event does not. A track that no candidate matches closes once its end lies ``silence`` behind.
+  behind the newest step *and* neither its end nor the furthest end that its candidates reach
+  (soft-NMS alternatives included) moved forward by ``end_tolerance`` in the last ``settle``
+  seconds: the end of an ongoing event that the model places early still moves forward with
+  "now", the end of a finished event does not. A track that no candidate matches closes once its
+  end lies ``silence`` behind.
 - **End of stream.** Open tracks close with what is known; pending tracks that were never missed
   and reach ``threshold`` are emitted too (the stream ended before they could be confirmed).
 """
@@ -99,7 +100,7 @@ class _Track:
     end: float
     score: float  # score of the latest matching candidate (the best informed)
     furthest: float  # the furthest end that a candidate of it reached
-    reached: list[tuple[float, float]] = field(default_factory=list)  # (now, furthest), recent
+    history: list[tuple[float, float, float]] = field(default_factory=list)  # (now, end, furthest)
     id: int | None = None  # given when the track opens; its start is final from then on
     hits: int = 0  # consecutive windows that matched it
     closed: bool = False
@@ -278,27 +279,34 @@ class Stitcher:
         ]
         mine = _window_iou(track, starts, ends, window_start, now) >= config.match_iou
         alone = np.sum(overlapping, axis=0) == 1 if overlapping else mine
-        _, later = self._neighbours(track)
+        _, later = self._neighbours(track, pending=True)
         reaching = ends[mine & alone & (ends <= later)]
         if len(reaching):
             track.furthest = max(track.furthest, float(reaching.max()))
-        track.reached.append((now, track.furthest))
+        track.history.append((now, track.end, track.furthest))
 
     def _stood_still(self, track: _Track, now: float) -> bool:
-        """Whether the furthest end its candidates reach moved less than ``end_tolerance`` over the
-        last ``settle`` seconds (``reached`` keeps what that needs)."""
+        """Whether, over the last ``settle`` seconds, neither the track's end nor the furthest end
+        its candidates reach moved forward by ``end_tolerance`` (``history`` keeps what that
+        needs: one soft-NMS alternative that reached far once does not hide the end moving on)."""
         since = now - self.config.settle
-        while len(track.reached) > 1 and track.reached[1][0] <= since:
-            del track.reached[0]
-        then, furthest_then = track.reached[0]
-        return then <= since and track.furthest - furthest_then < self.config.end_tolerance
+        while len(track.history) > 1 and track.history[1][0] <= since:
+            del track.history[0]
+        then, end_then, furthest_then = track.history[0]
+        tolerance = self.config.end_tolerance
+        moved = track.end - end_then >= tolerance or track.furthest - furthest_then >= tolerance
+        return then <= since and not moved
 
-    def _neighbours(self, track: _Track) -> tuple[float, float]:
+    def _neighbours(self, track: _Track, pending: bool = False) -> tuple[float, float]:
         """The latest end of the tracks of its class before ``track`` and the earliest start of
-        those after it: its bounds, so that events of one class never overlap."""
+        the confirmed ones after it (``pending``: of any after it): its bounds, so that events of
+        one class never overlap (a weak pending track does not cut a confirmed event short)."""
         others = [t for t in self._tracks if t.label_id == track.label_id and t is not track]
         earlier = max((t.end for t in others if t.start < track.start), default=-np.inf)
-        later = min((t.start for t in others if t.start > track.start), default=np.inf)
+        later = min(
+            (t.start for t in others if t.start > track.start and (pending or not t.pending)),
+            default=np.inf,
+        )
         return earlier, later
 
     def _open(self, track: _Track, emitted_at: float) -> Event:
