@@ -364,3 +364,14 @@ def test_an_hour_of_stream_keeps_memory_flat_and_writes_every_event(
     assert_well_formed(events)
     assert len(finals(events)) == stats.events > SOAK_SECONDS / 60  # events all along, all written
     assert max(e.emitted_at for e in events) > SOAK_SECONDS - 60
+
+
+def test_stats_split_the_compute_time_between_extractors_and_window(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    engine = StreamEngine(ModelDir(tiny_model_dir(tmp_path_factory), threads=1))
+    stats = engine.run(CheapSource(8.0), lambda event: None)
+    assert stats.steps == 32 and stats.windows == 8
+    assert 0 < stats.extract_seconds and 0 < stats.window_seconds
+    assert stats.extract_seconds + stats.window_seconds <= stats.compute_seconds
+    assert "ms a step, window" in stats.line() and "extract_seconds" in stats.to_record(8.0)

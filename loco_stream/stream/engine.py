@@ -50,6 +50,8 @@ class StreamStats:
     stalls: int = 0  # times one modality ran MAX_AHEAD_SECONDS ahead of the other
     media_seconds: float = 0.0  # stream time covered by complete steps
     compute_seconds: float = 0.0  # extraction, windows, decoding, stitching
+    extract_seconds: float = 0.0  # of which the extractors (once per step)
+    window_seconds: float = 0.0  # of which the window graph (once per hop)
     wall_seconds: float = 0.0  # the whole run, reading the source included
 
     @property
@@ -77,9 +79,14 @@ class StreamStats:
             f"{self.events} events, audio gaps {self.audio_gap_seconds:.2f} s "
             f"({self.audio_overflows} overflows), {self.clock_regressions} clock regressions, "
             f"{self.restarts} restarts ({self.skipped_seconds:.1f} s skipped), "
-            f"real-time factor {self.real_time_factor:.3f} "
-            f"(wall {self.wall_factor:.3f})"
+            f"real-time factor {self.real_time_factor:.3f} (wall {self.wall_factor:.3f}; "
+            f"extractors {self._per(self.extract_seconds, self.steps)} ms a step, "
+            f"window {self._per(self.window_seconds, self.windows)} ms)"
         )
+
+    @staticmethod
+    def _per(seconds: float, count: int) -> str:
+        return f"{1000 * seconds / count:.1f}" if count else "-"
 
 
 class StreamEngine:
@@ -222,7 +229,9 @@ class StreamEngine:
     def _process(self, steps: Iterable[Step]) -> list[Event]:
         events: list[Event] = []
         for step in steps:
+            began = time.perf_counter()
             visual, audio = self.model.step_features(step)  # (Dv,), (Da,)
+            self.stats.extract_seconds += time.perf_counter() - began
             self.ring.push(step.index, visual, audio)
             self.stats.steps += 1
             self.stats.media_seconds = self.now
@@ -235,7 +244,9 @@ class StreamEngine:
         """Run the window graph over the last T steps and stitch what it finds."""
         info = self.model.info
         visual, audio, mask = self.ring.window_inputs()  # (1,T,Dv), (1,T,Da), (1,T)
+        began = time.perf_counter()
         scores, segments = self.model.run_window(visual, audio, mask)  # (1,N,C), (1,N,2)
+        self.stats.window_seconds += time.perf_counter() - began
         first, now = self.ring.first_step, self.now
         found = decode_window(scores[0], segments[0], first, now, info, self._decode)
         self.stats.windows += 1
