@@ -333,7 +333,14 @@ def loose(signature: Signature) -> Signature:
 
 def graph_metadata(graph: onnx.ModelProto) -> dict[str, Any]:
     """The graph's embedded ``loco_stream`` metadata; ``{}`` when it has none."""
-    text = next((p.value for p in graph.metadata_props if p.key == METADATA_KEY), None)
+    return parse_metadata(
+        next((p.value for p in graph.metadata_props if p.key == METADATA_KEY), None)
+    )
+
+
+def parse_metadata(text: str | None) -> dict[str, Any]:
+    """``loco_stream`` metadata from its JSON text; ``{}`` for none (a user-supplied extractor).
+    Raises ValueError when it is not a JSON object."""
     if not text:
         return {}
     try:

@@ -28,6 +28,7 @@ from .bundle import (
     read_card,
     resolve_dir,
 )
+from .features.extractor_graphs import ExtractorPair
 from .features.steps import Step, StepSpec
 from .runtime import Backend, BackendUnavailable, GraphLoadError, open_backend
 
@@ -41,7 +42,7 @@ def _open_graph(path: Path, backend: str, threads: int) -> Backend:
         raise DamagedFileError(path, f"cannot be loaded ({error}); {REEXPORT}") from None
 
 
-class StepExtractors:
+class StepExtractors(ExtractorPair):
     """The two per-step extractor graphs of a model directory and the step they cut.
 
     ``backend`` ``torch`` runs them in ONNX Runtime on the CPU (there is no torch extractor path).
@@ -62,16 +63,6 @@ class StepExtractors:
         self.spec: StepSpec = self.card.extractors["audio"].step
         self.audio_dim = self.card.extractors["audio"].feature_dim
         self.visual_dim = self.card.extractors["visual"].feature_dim
-
-    def __call__(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
-        """One step's (visual (Dv,), audio (Da,)) features."""
-        visual = self.visual_graph.run({"frames": step.frames[None]})["features"][0]
-        audio = self.audio_graph.run({"waveform": step.audio[None]})["features"][0]
-        return visual, audio
-
-    def close(self) -> None:
-        self.audio_graph.close()
-        self.visual_graph.close()
 
 
 def _open_torch_window(path: Path, card: ModelCard, threads: int) -> Backend:

@@ -17,8 +17,7 @@ import onnx
 import pytest
 from media import FakeCamera, VirtualMicrophone, make_clip
 
-from loco_stream.bundle import AUDIO_GRAPH, VISUAL_GRAPH
-from loco_stream.runtime.base import METADATA_KEY
+from loco_stream.bundle import AUDIO_GRAPH, METADATA_KEY, VISUAL_GRAPH
 from loco_stream.stream.stitch import Event
 from loco_stream.synth import SAMPLE_RATE, render_audio, write_clip
 from tests.test_stream_support import (

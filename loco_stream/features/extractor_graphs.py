@@ -35,8 +35,25 @@ def _step_of(graph: Backend, path: Path) -> tuple[StepSpec, int]:
         ) from None
 
 
-class ExtractorGraphs:
-    """(step) -> (visual (Dv,), audio (Da,)) features, by the folder's two ONNX graphs."""
+class ExtractorPair:
+    """(step) -> (visual (Dv,), audio (Da,)) features, by an audio and a visual graph."""
+
+    audio_graph: Backend
+    visual_graph: Backend
+
+    def __call__(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
+        """One step's (visual (Dv,), audio (Da,)) features."""
+        visual = self.visual_graph.run({"frames": step.frames[None]})["features"][0]
+        audio = self.audio_graph.run({"waveform": step.audio[None]})["features"][0]
+        return visual, audio
+
+    def close(self) -> None:
+        self.audio_graph.close()
+        self.visual_graph.close()
+
+
+class ExtractorGraphs(ExtractorPair):
+    """The extractor pair of a folder's two ONNX graphs (an extractor set)."""
 
     def __init__(self, folder: str | Path, backend: str = "onnxruntime", threads: int = 2):
         self.path = Path(folder)
@@ -59,12 +76,3 @@ class ExtractorGraphs:
                 f"{visual_spec}); write the set again"
             )
         self.spec = audio_spec
-
-    def __call__(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
-        visual = self.visual_graph.run({"frames": step.frames[None]})["features"][0]
-        audio = self.audio_graph.run({"waveform": step.audio[None]})["features"][0]
-        return visual, audio
-
-    def close(self) -> None:
-        self.audio_graph.close()
-        self.visual_graph.close()

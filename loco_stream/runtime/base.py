@@ -7,13 +7,12 @@ dtype fails with the input's name and the expected shape instead of an engine er
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..bundle import METADATA_KEY
+from .. import bundle
 
 
 class BackendUnavailable(RuntimeError):
@@ -42,15 +41,10 @@ class TensorSpec(NamedTuple):
 def parse_metadata(text: str | None, source: str) -> dict[str, Any]:
     """The ``loco_stream`` metadata from its JSON text; ``{}`` for a graph without any
     (a user-supplied extractor, for instance)."""
-    if not text:
-        return {}
     try:
-        metadata = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise GraphLoadError(f"{source}: metadata '{METADATA_KEY}' is not JSON: {err}") from err
-    if not isinstance(metadata, dict):
-        raise GraphLoadError(f"{source}: metadata '{METADATA_KEY}' must be a JSON object")
-    return metadata
+        return bundle.parse_metadata(text)
+    except ValueError as error:
+        raise GraphLoadError(f"{source}: {error}") from None
 
 
 def format_shape(shape: tuple[int | None, ...]) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..bundle import METADATA_KEY
 from .base import (
-    METADATA_KEY,
     Backend,
     BackendUnavailable,
     GraphLoadError,
