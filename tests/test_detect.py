@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,9 @@ import pytest
 
 from loco_stream.cli.detect import main as detect_main
 from loco_stream.features.media import extract_file
-from loco_stream.features.steps import StepAssembler
 from loco_stream.model_dir import ModelDir
-from loco_stream.sources.base import AudioBlock
-from loco_stream.sources.file import FileSource
 from tests.media import make_clip
+from tests.step_features import assert_file_equals_stream
 from train.extract_features import main as extract_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,32 +54,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 def test_file_features_equal_features_fed_step_by_step(tiny_model, clips):
     """The file path (loco-detect, extract_features) and item-by-item feeding (the stream) agree
     exactly, however the audio is chunked and however the two modalities interleave."""
-    visual, audio = extract_file(clips["stereo48k"], tiny_model.spec, tiny_model.step_features)
-    with FileSource(clips["stereo48k"]) as source:
-        items = list(source)
-    chunked = []  # re-cut the audio into irregular blocks
-    rng = random.Random(0)
-    for item in items:
-        if isinstance(item, AudioBlock):
-            cuts = sorted(rng.sample(range(1, len(item.samples)), 3))
-            for begin, end in zip([0, *cuts], [*cuts, len(item.samples)], strict=True):
-                t = item.t + begin / item.sample_rate
-                chunked.append(AudioBlock(t, item.samples[begin:end], item.sample_rate))
-        else:
-            chunked.append(item)
-    # all video first, then all audio: the assembler waits for both
-    chunked.sort(key=lambda item: isinstance(item, AudioBlock))
-    assembler = StepAssembler(tiny_model.spec)
-    steps = []
-    for item in chunked:
-        assembler.add(item)
-        steps.extend(assembler.steps())
-    assembler.end()
-    steps.extend(assembler.steps())
-    features = [tiny_model.step_features(step) for step in steps]
-    assert len(features) == len(visual) == 12  # 3 s / 0.25 s
-    np.testing.assert_array_equal(np.stack([f[0] for f in features]), visual)
-    np.testing.assert_array_equal(np.stack([f[1] for f in features]), audio)
+    assert assert_file_equals_stream(tiny_model.extractors, clips["stereo48k"]) == 12  # 3 s
 
 
 def test_other_rates_channels_and_variable_frame_rate_give_full_features(tiny_model, clips):
