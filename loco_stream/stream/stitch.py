@@ -310,11 +310,16 @@ class Stitcher:
         return earlier, later
 
     def _open(self, track: _Track, emitted_at: float) -> Event:
+        earlier, _ = self._neighbours(track)  # the record's start never lies in an earlier event
+        track.start = max(track.start, earlier)
+        track.end = max(track.end, track.start)
         track.id = self._next_id
         self._next_id += 1
         return self._event(track, "start", None, emitted_at)
 
     def _close(self, track: _Track, emitted_at: float) -> Event:
+        _, later = self._neighbours(track)  # nor its end in a later confirmed one
+        track.end = max(min(track.end, later), track.start)
         track.closed = True
         return self._event(track, "end", track.end, emitted_at)
 
