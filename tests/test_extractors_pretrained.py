@@ -4,6 +4,7 @@ with one clear line."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -27,7 +28,6 @@ from loco_stream.features.vggish import (
 )
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is a dev dependency")
-cv2 = pytest.importorskip("cv2")
 
 # scikit-image's bundled photographs -> the ImageNet classes (index: name) one of which must be
 # in the top 5 (their indices in the standard ILSVRC-2012 class order)
