@@ -2,7 +2,7 @@
 
     python -m export [--checkpoint LOCO.pt] [--extractors EXTRACTORS.pt] --out DIR
                      [--window T] [--hop STEPS] [--config CFG] [--results RESULTS.json]
-                     [--fp16] [--int8 --calib VIDEOS_DIR [--calib-clips N]] [--trt]
+                     [--fp16] [--int8 --calib VIDEOS_DIR [--calib-clips N]] [--batch] [--trt]
 
 Without ``--checkpoint`` the package's default model is exported; ``--extractors`` defaults to
 the ``extractors.pt`` beside the checkpoint. The formats (``FORMATS``), each a stage with its
@@ -15,6 +15,9 @@ lines under one progress bar:
     fp16    --fp16               loco_fp16.onnx (fp16 inside, fp32 I/O)   error vs torch, readiness
     int8    --int8 --calib DIR   loco_int8.onnx (Q/DQ, calibrated on the  error vs fp32, readiness
                                  feature windows of DIR's videos)
+    batch   --batch              loco_batch.onnx and the extractors'      onnx.checker, ONNX
+                                 *_batch.onnx: a free batch axis, one     Runtime vs torch on
+                                 call for many streams                    batches (1e-4)
     trt     --trt                *.engine (export/to_trt.py; --fp16 or    TensorRT's own build
                                  --int8 pick the window graph's engine)
 
@@ -49,6 +52,7 @@ if __package__ in (None, ""):  # run as a script: make `export` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export import to_trt  # noqa: E402
+from export.batched import write_batched_graphs  # noqa: E402
 from export.extractors import export_extractors, extractor_infos  # noqa: E402
 from export.quantize import (  # noqa: E402
     CalibrationError,
@@ -219,6 +223,12 @@ def write_int8(job: Job, say: Say) -> None:
     job.written.append(WINDOW_INT8_GRAPH)
 
 
+def write_batch(job: Job, say: Say) -> None:
+    """The three graphs with a free batch axis, for the multi-stream engine."""
+    card = job.card()
+    job.written += write_batched_graphs(job.model, job.encoders, card, job.out, say=say)
+
+
 @dataclass(frozen=True)
 class Format:
     """One row of the format table."""
@@ -233,6 +243,7 @@ FORMATS = (
     Format("onnx", "", "loco.onnx, the two extractors, loco.pt, extractors.pt", write_onnx),
     Format("fp16", "--fp16", WINDOW_FP16_GRAPH, write_fp16),
     Format("int8", "--int8", WINDOW_INT8_GRAPH, write_int8),
+    Format("batch", "--batch", "loco_batch.onnx and the extractors' *_batch.onnx", write_batch),
 )
 
 
@@ -272,6 +283,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--int8", action="store_true", help="also write loco_int8.onnx (Q/DQ)")
     parser.add_argument("--calib", type=Path, metavar="VIDEOS_DIR", help="videos for --int8")
     parser.add_argument("--calib-clips", type=int, default=40, help="videos used (default 40)")
+    parser.add_argument(
+        "--batch", action="store_true", help="also write the graphs with a batch axis (*_batch)"
+    )
     parser.add_argument("--trt", action="store_true", help="also build TensorRT engines")
     args = parser.parse_args(argv)
     if args.int8 and args.calib is None:
@@ -348,10 +362,10 @@ def run(job: Job, formats: list[Format]) -> None:
         say(f"      {path}: {len(job.written)} files, hashes and signatures verified")
 
 
-def export_model_dir(job: Job, fp16: bool = False, int8: bool = False) -> Path:
-    """The Python entry point (``train.default_model`` uses it): the onnx format, and fp16 and
-    int8 when asked; returns the model directory."""
-    wanted = {"onnx": True, "fp16": fp16, "int8": int8}
+def export_model_dir(job: Job, fp16: bool = False, int8: bool = False, batch: bool = False) -> Path:
+    """The Python entry point (``train.default_model`` uses it): the onnx format, and fp16,
+    int8 and batch when asked; returns the model directory."""
+    wanted = {"onnx": True, "fp16": fp16, "int8": int8, "batch": batch}
     run(job, [fmt for fmt in FORMATS if wanted[fmt.name]])
     return job.out
 
@@ -381,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        export_model_dir(job, args.fp16, args.int8)
+        export_model_dir(job, args.fp16, args.int8, args.batch)
     except CalibrationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

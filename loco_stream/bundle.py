@@ -11,6 +11,8 @@ A model directory is what ``python -m export`` writes and what the runtime loads
     visual_extractor.onnx   one step's frames (uint8) -> features (1, Dv)
     loco_fp16.onnx          optional: the window graph in fp16 (fp32 inputs and outputs)
     loco_int8.onnx          optional: the window graph with Q/DQ nodes (INT8, calibrated)
+    *_batch.onnx            optional: the three graphs with a free batch axis (dim 0), so one
+                            call serves many streams (``loco_stream.stream.batched``)
     loco.pt, extractors.pt  optional: the checkpoints the graphs came from (torch backend,
                             re-export)
 
@@ -49,6 +51,11 @@ WINDOW_CHECKPOINT = "loco.pt"
 EXTRACTOR_CHECKPOINT = "extractors.pt"
 WINDOW_GRAPHS = {"fp32": WINDOW_GRAPH, "fp16": WINDOW_FP16_GRAPH, "int8": WINDOW_INT8_GRAPH}
 EXTRACTOR_GRAPHS = {"audio": AUDIO_GRAPH, "visual": VISUAL_GRAPH}
+BATCH_GRAPHS = {  # role -> the graph with a free batch axis (optional, written by export --batch)
+    "window": "loco_batch.onnx",
+    "audio": "audio_extractor_batch.onnx",
+    "visual": "visual_extractor_batch.onnx",
+}
 METADATA_KEY = "loco_stream"  # key of each graph's metadata JSON in its metadata_props
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
 DEFAULT_HOP_STEPS = 4  # steps between two runs of the window graph: 1 s at 0.25 s a step
@@ -232,18 +239,22 @@ class ModelCard:
 
     def embedded(self, name: str) -> dict[str, Any]:
         """The metadata embedded in graph ``name``: its kind and its part of the card."""
-        if name in WINDOW_GRAPHS.values():
-            return embedded_metadata(self.window, self.version)
-        modality = next(m for m, graph in EXTRACTOR_GRAPHS.items() if graph == name)
-        return embedded_metadata(self.extractors[modality], self.version)
+        role = graph_role(name)
+        info = self.window if role == "window" else self.extractors[role]
+        return embedded_metadata(info, self.version)
 
     def expected_signature(self, name: str) -> tuple[Signature | None, Signature]:
         """(inputs or None when only the graph itself knows them, outputs) that the metadata
-        implies for graph ``name``."""
-        if name in WINDOW_GRAPHS.values():
-            return self.window.signature()
-        modality = next(m for m, graph in EXTRACTOR_GRAPHS.items() if graph == name)
-        return None, {"features": [[1, self.extractors[modality].feature_dim], "float32"]}
+        implies for graph ``name`` (a batched graph's dim 0 is free)."""
+        role = graph_role(name)
+        if role == "window":
+            inputs, outputs = self.window.signature()
+        else:
+            feature_dim = self.extractors[role].feature_dim
+            inputs, outputs = None, {"features": [[1, feature_dim], "float32"]}
+        if name not in BATCH_GRAPHS.values():
+            return inputs, outputs
+        return (None if inputs is None else free_batch(inputs)), free_batch(outputs)
 
     def check_metadata(self) -> None:
         """Raise ValueError where the window graph's and the extractors' metadata disagree."""
@@ -279,7 +290,11 @@ class ModelCard:
             if name not in self.files:
                 raise ValueError(f"files does not list {name}")
         for name, entry in self.files.items():
-            if name in (*WINDOW_GRAPHS.values(), *EXTRACTOR_GRAPHS.values()):
+            if name in (
+                *WINDOW_GRAPHS.values(),
+                *EXTRACTOR_GRAPHS.values(),
+                *BATCH_GRAPHS.values(),
+            ):
                 inputs, outputs = self.expected_signature(name)
                 if entry.outputs != outputs or (inputs is not None and entry.inputs != inputs):
                     raise ValueError(
@@ -287,6 +302,22 @@ class ModelCard:
                         f"{entry.outputs}, but the metadata implies "
                         f"{'' if inputs is None else f'inputs {inputs} and '}outputs {outputs}"
                     )
+
+
+def graph_role(name: str) -> str:
+    """ "window", "audio" or "visual": what the graph file ``name`` computes."""
+    if name in WINDOW_GRAPHS.values():
+        return "window"
+    for roles in (EXTRACTOR_GRAPHS, BATCH_GRAPHS):
+        for role, graph in roles.items():
+            if graph == name:
+                return role
+    raise ValueError(f"{name} is not a graph of a model directory")
+
+
+def free_batch(signature: Signature) -> Signature:
+    """``signature`` with dim 0 (the batch) of every tensor left free."""
+    return {name: [[None, *shape[1:]], dtype] for name, (shape, dtype) in signature.items()}
 
 
 def sha256_file(path: Path) -> str:
