@@ -1,18 +1,35 @@
-"""Offline detection over a whole clip's features with a fixed-length window graph.
+"""Offline detection: whole clips, one at a time or many over worker processes.
 
 A clip of L steps runs as one padded window when L <= T, else as windows of T steps every T/2
 steps, the last one ending at the clip's end, so every step is seen with context on both sides
 and memory stays bounded by one window. Candidates of all windows go through one soft-NMS.
+
+`detect_files` runs many clips over ``workers`` processes, each with its own model, at most one
+clip per process in flight. A clip that fails (unreadable, no audio, too short, any error) comes
+back as a failed `ClipResult` and the others go on. A worker process that dies (a crash in a
+decoder, the kernel's out-of-memory killer) breaks only the clips it might have held: those in
+flight at that moment are run again one at a time, so a clip is blamed only when it kills a
+process running nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .config import DecodeConfig
-from .postprocess import Segments, candidates, soft_nms
+from .features.media import MediaError, extract_file
+from .model_dir import ModelDir
+from .postprocess import Segments, candidates, soft_nms, steps_to_seconds
 
 # (visual (1,T,Dv), audio (1,T,Da), mask (1,T)) -> (scores (1,N,C), segments (1,N,2|C,2)) in steps
 WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -52,3 +69,184 @@ def detect_features(
         parts.append(found)
     merged = Segments.concat(parts)
     return soft_nms(merged, decode.nms_sigma, decode.score_threshold, decode.max_segments)
+
+
+def detect_clip(
+    model: ModelDir, path: Path, max_events: int | None = None
+) -> tuple[list[dict], float]:
+    """UnAV result entries of one clip (at most ``max_events``, default the model's cap), and its
+    duration in seconds (complete steps)."""
+    visual, audio = extract_file(path, model.spec, model.step_features)  # (L, Dv), (L, Da)
+    info = model.info
+    decode = info.decode
+    if max_events is not None:
+        decode = dataclasses.replace(decode, max_segments=max_events)
+    found = detect_features(model.run_window, visual, audio, info.window, decode)
+    duration = len(visual) * info.step_seconds
+    found = steps_to_seconds(found, info.step_seconds, info.step_offset, duration)
+    return [
+        {
+            "segment": [round(float(s), 3), round(float(e), 3)],
+            "label": info.classes[int(k)],
+            "label_id": int(k),
+            "score": round(float(p), 5),
+        }
+        for s, e, k, p in zip(found.start, found.end, found.label, found.score, strict=True)
+    ], duration
+
+
+@dataclass
+class ClipResult:
+    """One clip's events (``error`` None) or why it has none (``entries`` empty)."""
+
+    path: Path
+    entries: list[dict]
+    duration: float  # seconds of complete steps; 0 when failed
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How each worker opens its model: a model directory (None: the default), backend, threads."""
+
+    path: str | None = None
+    backend: str = "onnxruntime"
+    threads: int = 1
+
+    def open(self) -> ModelDir:
+        return ModelDir(self.path, self.backend, self.threads)
+
+
+def detect_clip_result(model: ModelDir, path: Path, max_events: int | None) -> ClipResult:
+    """`detect_clip` with its failure as a result: a `MediaError`'s message, or any other error
+    with its type (a clip never stops the others)."""
+    try:
+        entries, duration = detect_clip(model, path, max_events)
+    except MediaError as error:
+        return ClipResult(path, [], 0.0, str(error))
+    except Exception as error:  # noqa: BLE001 - one clip's bug is reported, the batch goes on
+        return ClipResult(path, [], 0.0, f"unexpected {type(error).__name__}: {error}")
+    return ClipResult(path, entries, duration)
+
+
+_worker_model: ModelDir | None = None  # the model of this worker process
+
+
+def _open_worker_model(spec: ModelSpec) -> None:
+    global _worker_model
+    _worker_model = spec.open()
+
+
+def _detect_in_worker(path: Path, max_events: int | None) -> ClipResult:
+    assert _worker_model is not None, "worker started without its model"
+    return detect_clip_result(_worker_model, path, max_events)
+
+
+def detect_files(
+    paths: Iterable[Path],
+    model: ModelDir | ModelSpec,
+    max_events: int | None = None,
+    workers: int = 1,
+) -> Iterator[ClipResult]:
+    """Detect every clip of ``paths``; results come in the order clips finish. ``workers`` 1 runs
+    them here on ``model`` (a `ModelDir`, or a `ModelSpec` to open); more run them in that many
+    processes, each opening ``model`` (then a `ModelSpec`)."""
+    paths = list(paths)
+    if workers > 1:
+        if not isinstance(model, ModelSpec):
+            raise TypeError("workers > 1 open their own models: pass a ModelSpec")
+        for path, outcome in map_in_processes(
+            _detect_in_worker, paths, workers, _open_worker_model, (model,), (max_events,)
+        ):
+            yield (
+                ClipResult(path, [], 0.0, str(outcome))
+                if isinstance(outcome, WorkerDied)
+                else outcome
+            )
+        return
+    opened = model.open() if isinstance(model, ModelSpec) else model
+    try:
+        for path in paths:
+            yield detect_clip_result(opened, path, max_events)
+    finally:
+        if opened is not model:
+            opened.close()
+
+
+class WorkerDied(str):
+    """Why an item has no result: the process running it alone died."""
+
+
+WORKER_DIED = WorkerDied(
+    "the worker process died while running it alone (a crash in decoding, or killed, e.g. out "
+    "of memory)"
+)
+
+
+def map_in_processes(
+    work: Callable[..., Any],
+    items: Iterable[Any],
+    workers: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+    extra_args: tuple = (),
+) -> Iterator[tuple[Any, Any]]:
+    """``(item, work(item, *extra_args))`` for each item, run in ``workers`` spawned processes
+    (each set up once by ``initializer(*initargs)``), in the order they finish. At most one item
+    per process is in flight, so when a process dies only those in flight are suspects: each is
+    run again alone, and one whose lone run dies too yields `WORKER_DIED` instead of a result.
+    ``work`` must catch its own errors (an exception it raises is raised here)."""
+    queue = deque(items)
+    suspects: deque = deque()  # in flight when a process died: each gets a run alone
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding ORT threads
+    pools: list[ProcessPoolExecutor] = []  # the live pool, if any
+
+    def pool() -> ProcessPoolExecutor:
+        if not pools:
+            pools.append(ProcessPoolExecutor(workers, context, initializer, initargs))
+        return pools[0]
+
+    def drop_pool() -> None:
+        pools.pop().shutdown(wait=True, cancel_futures=True)
+
+    def submit(item: Any) -> Future:
+        """Submit to the live pool, or to a fresh one when it broke with nothing in flight."""
+        try:
+            return pool().submit(work, item, *extra_args)
+        except BrokenProcessPool:
+            drop_pool()
+            return pool().submit(work, item, *extra_args)
+
+    try:
+        while queue or suspects:
+            alone = bool(suspects)
+            source = suspects if alone else queue
+            in_flight: dict[Future, Any] = {}
+            while source and len(in_flight) < (1 if alone else workers):
+                item = source.popleft()
+                in_flight[submit(item)] = item
+            broken = False
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = in_flight.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        broken = True
+                        if alone:
+                            yield item, WORKER_DIED
+                        else:
+                            suspects.append(item)
+                        continue
+                    yield item, future.result()
+                    if not (alone or broken) and queue:
+                        try:
+                            next_item = queue[0]
+                            in_flight[pool().submit(work, next_item, *extra_args)] = next_item
+                            queue.popleft()
+                        except BrokenProcessPool:  # found broken; the item never started
+                            broken = True
+            if broken:
+                drop_pool()
+    finally:
+        if pools:
+            drop_pool()

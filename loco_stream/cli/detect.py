@@ -1,6 +1,6 @@
 """``loco-detect``: offline detection over whole clips, written as UnAV-style results.
 
-    loco-detect VIDEO... --output results.json [--model DIR] [--plot DIR]
+    loco-detect VIDEO... --output results.json [--model DIR] [--plot DIR] [--workers N]
         [--annotations A.json] [--backend onnxruntime] [--threads 2] [--max-events 100]
 
 Each clip is cut into steps exactly as the stream does, its features are extracted once, and the
@@ -11,13 +11,14 @@ overwrites another. At most ``--max-events`` events are kept per clip (UnAV-100'
 that reaches the cap is reported). ``--output`` and ``--plot`` are checked before any decoding.
 A file that cannot be read is reported and skipped; the results of the others are still
 written, and the exit status is 1. ``--plot`` draws each clip's events (over its ground truth
-when ``--annotations`` has it) as ``DIR/<id>.png``.
+when ``--annotations`` has it) as ``DIR/<id>.png``. ``--workers N`` runs N clips at once in N
+processes, each with its own model on ``--threads`` threads (default: the cores shared out); a
+worker process that dies costs only the clip it ran (see ``loco_stream.offline``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -28,37 +29,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..evaluation import EvaluationInputError, load_ground_truth
-from ..features.media import MediaError, extract_file
 from ..model_dir import ModelDir, ModelDirError
-from ..offline import detect_features
+from ..offline import ModelSpec, detect_clip, detect_files
 from ..plot import plot_timeline
-from ..postprocess import steps_to_seconds
 from ..runtime import BACKENDS, BackendUnavailable
 
-
-def detect_clip(
-    model: ModelDir, path: Path, max_events: int | None = None
-) -> tuple[list[dict], float]:
-    """UnAV result entries of one clip (at most ``max_events``, default the model's cap), and its
-    duration in seconds (complete steps)."""
-    visual, audio = extract_file(path, model.spec, model.step_features)
-    info = model.info
-    decode = info.decode
-    if max_events is not None:
-        decode = dataclasses.replace(decode, max_segments=max_events)
-    found = detect_features(model.run_window, visual, audio, info.window, decode)
-    duration = len(visual) * info.step_seconds
-    found = steps_to_seconds(found, info.step_seconds, info.step_offset, duration)
-    entries = [
-        {
-            "segment": [round(float(s), 3), round(float(e), 3)],
-            "label": info.classes[int(k)],
-            "label_id": int(k),
-            "score": round(float(p), 5),
-        }
-        for s, e, k, p in zip(found.start, found.end, found.label, found.score, strict=True)
-    ]
-    return entries, duration
+__all__ = ["detect_clip", "main"]  # detect_clip: loco_stream.offline's, kept importable here
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -111,7 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="results JSON to write")
     parser.add_argument("--model", help="model directory (default: the packaged default model)")
     parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads per graph in each process (default: 2, or the cores shared by --workers)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="clips detected at once, each worker a process with its own model (default 1)",
+    )
     parser.add_argument("--plot", type=Path, help="folder for one timeline PNG per clip")
     parser.add_argument("--annotations", type=Path, help="ground truth drawn under --plot")
     parser.add_argument(
@@ -123,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_events is not None and args.max_events < 1:
         parser.error("--max-events must be at least 1")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    threads = args.threads or (2 if args.workers == 1 else max(1, _cores() // args.workers))
     problem = output_problem(args.output)
     if problem is None and args.plot is not None:
         try:
@@ -136,38 +128,51 @@ def main(argv: list[str] | None = None) -> int:
     ids = result_ids(paths)
     given = {p.resolve(): p for p in args.videos}
 
-    try:
-        model = ModelDir(args.model, args.backend, args.threads)
+    try:  # opened here even for workers: a broken model stops everything before any decoding
+        model = ModelDir(args.model, args.backend, threads)
         truth = load_ground_truth(args.annotations) if args.annotations else {}
     except (ModelDirError, BackendUnavailable, EvaluationInputError) as error:
         print(f"loco-detect: error: {error}", file=sys.stderr)
         return 1
-    results: dict[str, list[dict]] = {}
+    runner: ModelDir | ModelSpec = model
+    if args.workers > 1:
+        runner = ModelSpec(args.model, args.backend, threads)
+        model.close()  # the workers open their own
+    found: dict[str, list[dict]] = {}
     failures = 0
     capped = 0  # clips whose events reached the cap
     started = time.perf_counter()
     media_seconds = 0.0
     cap = args.max_events or model.info.decode.max_segments
-    for resolved in tqdm(paths, desc="detect", unit="clip", disable=len(paths) < 2):
-        path, video_id = given[resolved], ids[resolved]
-        try:
-            entries, duration = detect_clip(model, path, cap)
-        except MediaError as error:
+    classes = model.info.classes
+    outcomes = tqdm(
+        detect_files([given[p] for p in paths], runner, cap, args.workers),
+        desc="detect",
+        unit="clip",
+        total=len(paths),
+        disable=len(paths) < 2,
+    )
+    for outcome in outcomes:
+        path = outcome.path
+        video_id = ids[path.resolve()]
+        if outcome.error is not None:
             failures += 1
-            print(f"loco-detect: skipped {path}: {error}", file=sys.stderr)
+            tqdm.write(f"loco-detect: skipped {path}: {outcome.error}", file=sys.stderr)
             continue
+        entries = outcome.entries
         capped += len(entries) >= cap
-        results[video_id] = entries
-        media_seconds += duration
-        write_json_atomically(args.output, {"results": results})  # results so far survive
+        found[video_id] = entries
+        media_seconds += outcome.duration
+        write_json_atomically(args.output, {"results": found})  # results so far survive
         if args.plot:
             gt = None  # drawn only for clips the annotation file knows
             if video_id in truth:
                 gt = [{"segment": [s, e], "label_id": k} for s, e, k in truth[video_id]]
             plot_name = video_id.replace("/", "__") + ".png"
-            plot_timeline(
-                args.plot / plot_name, path.name, duration, entries, model.info.classes, gt
-            )
+            plot_timeline(args.plot / plot_name, path.name, outcome.duration, entries, classes, gt)
+    if args.workers == 1:
+        model.close()
+    results = {ids[p]: found[ids[p]] for p in paths if ids[p] in found}  # in the order given
     write_json_atomically(args.output, {"results": results})
     if capped:
         print(
@@ -181,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         f"({media_seconds / max(elapsed, 1e-9):.0f}x real time) -> {args.output}"
     )
     return 1 if failures else 0
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 if __name__ == "__main__":

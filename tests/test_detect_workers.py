@@ -1,0 +1,81 @@
+"""`loco-detect --workers N`: clips over worker processes, same results as one process, a failing
+clip or a dying worker costs only itself."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from loco_stream.cli.detect import main as detect_main
+from loco_stream.offline import WORKER_DIED, map_in_processes
+from loco_stream.synth import sample_scenario, write_clip
+from tests.media import make_clip
+
+DIES_ON = {5, 11}  # items whose worker process dies (os._exit), as a decoder crash would
+
+
+def square_or_die(item: int, offset: int) -> int:
+    """Work run in a worker process: ``item**2 + offset``, or the process dies."""
+    if item in DIES_ON:
+        os._exit(3)
+    return item * item + offset
+
+
+def test_a_dying_worker_process_costs_only_the_item_it_ran():
+    """Two processes, twelve items, two of which kill their process: every other item's result
+    comes back exactly once, and only the two are reported, each after a run of its own."""
+    outcomes = list(map_in_processes(square_or_die, range(12), 2, extra_args=(100,)))
+    items = [item for item, _ in outcomes]
+    assert sorted(items) == list(range(12))  # each item exactly once, none lost
+    by_item = dict(outcomes)
+    for item in range(12):
+        expected = WORKER_DIED if item in DIES_ON else item * item + 100
+        assert by_item[item] == expected, item
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> list[Path]:
+    """Five short synthetic clips with events, one unreadable file, one without audio."""
+    folder = tmp_path_factory.mktemp("archive")
+    clips = []
+    for index in range(5):
+        scenario = sample_scenario(seed=414, index=index, duration=8.0, split="fresh")
+        clips.append(folder / f"{scenario.video_id}.mp4")
+        write_clip(scenario, clips[-1])
+    garbage = folder / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01not a video" * 100)
+    silent = make_clip(folder / "silent.mp4", duration=3.0, audio_rate=None)
+    return [*clips[:2], garbage, *clips[2:4], silent, clips[4]]
+
+
+@pytest.mark.slow
+def test_workers_write_what_one_process_writes(archive, tmp_path, capsys):
+    """The same clips with 1 and 2 workers: identical results file (events, order of ids), the
+    same two files skipped with their reasons, exit status 1 for both."""
+    written = {}
+    for workers in (1, 2):
+        output = tmp_path / f"results_{workers}.json"
+        code = detect_main(
+            [*map(str, archive), "--output", str(output), "--workers", str(workers)]
+            + ["--threads", "1"]
+        )
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert "garbage.mp4' could not be read" in err, err
+        assert "silent.mp4 has no audio track" in err, err
+        written[workers] = output.read_text()
+    results = json.loads(written[1])["results"]
+    assert list(results) == [p.stem for p in archive if p.stem not in ("garbage", "silent")]
+    assert sum(len(entries) for entries in results.values()) >= 5  # real events, not empty lists
+    assert written[2] == written[1]
+
+
+def test_workers_and_threads_must_be_positive(archive, tmp_path, capsys):
+    for flag in ("--workers", "--threads"):
+        with pytest.raises(SystemExit) as exit_info:
+            detect_main([str(archive[0]), "--output", str(tmp_path / "r.json"), flag, "0"])
+        assert exit_info.value.code == 2
+        assert f"{flag} must be at least 1" in capsys.readouterr().err
