@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -127,6 +128,17 @@ def detect_clip_result(model: ModelDir, path: Path, max_events: int | None) -> C
     except Exception as error:  # noqa: BLE001 - one clip's bug is reported, the batch goes on
         return ClipResult(path, [], 0.0, f"unexpected {type(error).__name__}: {error}")
     return ClipResult(path, entries, duration)
+
+
+def default_threads(workers: int) -> int:
+    """Threads per graph for each of ``workers`` processes: 2 for one, else the cores shared out."""
+    if workers == 1:
+        return 2
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
 
 
 _worker_model: ModelDir | None = None  # the model of this worker process

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..evaluation import EvaluationInputError, load_ground_truth
 from ..model_dir import ModelDir, ModelDirError
-from ..offline import ModelSpec, detect_clip, detect_files
+from ..offline import ModelSpec, default_threads, detect_clip, detect_files
 from ..plot import plot_timeline
 from ..runtime import BACKENDS, BackendUnavailable
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
-    threads = args.threads or (2 if args.workers == 1 else max(1, _cores() // args.workers))
+    threads = args.threads or default_threads(args.workers)
     problem = output_problem(args.output)
     if problem is None and args.plot is not None:
         try:
@@ -186,14 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         f"({media_seconds / max(elapsed, 1e-9):.0f}x real time) -> {args.output}"
     )
     return 1 if failures else 0
-
-
-def _cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 if __name__ == "__main__":
