@@ -33,6 +33,15 @@ Clock = Callable[[], float]  # stream time of "now", for live sources
 
 
 @dataclass
+class WindowInputs:
+    """One window's graph inputs and where it lies: rows are steps first_step..next_step-1."""
+
+    inputs: tuple[np.ndarray, np.ndarray, np.ndarray]  # visual (1,T,Dv), audio (1,T,Da), mask (1,T)
+    first_step: int
+    next_step: int
+
+
+@dataclass
 class StreamStats:
     """Counters of one stream; ``real_time_factor`` is compute time over media time."""
 
@@ -232,33 +241,54 @@ class StreamEngine:
             began = time.perf_counter()
             visual, audio = self.model.step_features(step)  # (Dv,), (Da,)
             self.stats.extract_seconds += time.perf_counter() - began
-            self.ring.push(step.index, visual, audio)
-            self.stats.steps += 1
-            self.stats.media_seconds = self.now
-            if self.ring.next_step % self.hop == 0:
+            if self._add_features(step.index, visual, audio):
                 events += self._window()
-        self.stats.audio_gap_seconds = self._past_gap_seconds + self.assembler.audio_gap_seconds
+        self._take_gap_stats()
         return events
+
+    def _add_features(self, index: int, visual: np.ndarray, audio: np.ndarray) -> bool:
+        """Put step ``index``'s features (Dv,), (Da,) in the ring; whether a window is due."""
+        self.ring.push(index, visual, audio)
+        self.stats.steps += 1
+        self.stats.media_seconds = self.now
+        return self.ring.next_step % self.hop == 0
+
+    def _take_gap_stats(self) -> None:
+        self.stats.audio_gap_seconds = self._past_gap_seconds + self.assembler.audio_gap_seconds
 
     def _window(self) -> list[Event]:
         """Run the window graph over the last T steps and stitch what it finds."""
-        info = self.model.info
-        visual, audio, mask = self.ring.window_inputs()  # (1,T,Dv), (1,T,Da), (1,T)
+        window = self._window_inputs()
         began = time.perf_counter()
-        scores, segments = self.model.run_window(visual, audio, mask)  # (1,N,C), (1,N,2)
+        scores, segments = self.model.run_window(*window.inputs)  # (1,N,C), (1,N,2)
         self.stats.window_seconds += time.perf_counter() - began
-        first, now = self.ring.first_step, self.now
-        found = decode_window(scores[0], segments[0], first, now, info, self._decode)
+        return self._stitch_window(window, scores[0], segments[0])
+
+    def _window_inputs(self) -> WindowInputs:
+        """The window of the last T steps as it is now, to run now or later."""
+        visual, audio, mask = self.ring.window_inputs()  # (1,T,Dv), (1,T,Da), (1,T)
+        return WindowInputs((visual, audio, mask), self.ring.first_step, self.ring.next_step)
+
+    def _stitch_window(
+        self, window: WindowInputs, scores: np.ndarray, segments: np.ndarray
+    ) -> list[Event]:
+        """Decode a window's outputs, scores (N, C) and segments (N, 2), and stitch them."""
+        info = self.model.info
+        first, now = window.first_step, window.next_step * info.step_seconds
+        found = decode_window(scores, segments, first, now, info, self._decode)
         self.stats.windows += 1
-        self._seen_by_window = self.ring.next_step
-        emitted_at = self.emission_time()
+        self._seen_by_window = window.next_step
+        emitted_at = self._emission_at(now)
         window_start = first * info.step_seconds
         cut = first > self._first_step  # the window's left edge cuts events
         return self._count(self.stitcher.update(found, window_start, now, cut, emitted_at))
 
     def emission_time(self) -> float:
         """Stream time of "now": the clock's for a live source, else the newest step's end."""
-        return max(self.now, self.clock()) if self.clock is not None else self.now
+        return self._emission_at(self.now)
+
+    def _emission_at(self, now: float) -> float:
+        return max(now, self.clock()) if self.clock is not None else now
 
     def _count(self, events: list[Event]) -> list[Event]:
         self.stats.events += sum(e.type == "end" for e in events)
