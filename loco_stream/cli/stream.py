@@ -3,9 +3,15 @@
     loco-stream --camera 0 --mic default --output events.jsonl
     loco-stream --input clip.mp4 [--realtime]
     loco-stream --demo [--seed 7] [--duration 30]
+    loco-stream --input A.mp4 --input B.mp4 [--camera 0 --mic default ...] --output-dir DIR
+    loco-stream --sources streams.yaml [--output-dir DIR] [--output ALL.jsonl]
 
 Each event is printed as it is confirmed (START) and when it is final (END), and written to
-``--output`` as JSON lines (docs/output.md). Ctrl-C or SIGTERM closes the open events, writes them,
+``--output`` as JSON lines (docs/output.md). Many streams (more than one ``--input`` or camera,
+``--sources``, or ``--output-dir``) run in one process on one batched engine
+(``loco_stream.stream.multi``): ``--output-dir`` gets ``NAME.jsonl`` per stream, ``--output`` all
+of them merged; each record carries its stream's name. A stream that fails is reported and the
+others go on; the exit status is then 1. Ctrl-C or SIGTERM closes the open events, writes them,
 prints the stats and exits 0. Argument errors exit 2 (argparse's usage line); startup problems
 exit 1 with one ``loco-stream: error:`` line and write nothing. ``--output`` is locked while it
 is written: a second writer of the same file is refused.
@@ -37,14 +43,17 @@ from loco_stream.sources import (
 from loco_stream.sources.base import Item, VideoFrame
 from loco_stream.sources.demo import DemoSource
 from loco_stream.stream.engine import StreamEngine
+from loco_stream.stream.multi import MultiStreamEngine, StreamEvent, StreamReport, StreamSpec
 from loco_stream.stream.output import (
     JsonlWriter,
     OutputInUse,
     Overlay,
+    event_line,
     overlay_unavailable,
     print_event,
 )
 from loco_stream.stream.stitch import DEFAULT_THRESHOLD, Event, StitchConfig
+from loco_stream.stream.stream_list import StreamListError, read_stream_list, unique_names
 from loco_stream.stream.timeline import StreamStalled
 
 PROG = "loco-stream"
@@ -66,15 +75,40 @@ def _parser() -> argparse.ArgumentParser:
         description="Detect audio-visual events (heard and seen) online with LoCo.",
     )
     source = parser.add_argument_group("source (one of)")
-    source.add_argument("--camera", metavar="SPEC", help="camera index, device, URL or pipe")
-    source.add_argument("--mic", metavar="DEVICE", help="microphone name, index or 'default'")
-    source.add_argument("--input", metavar="FILE", type=Path, help="a video file with audio")
+    source.add_argument(
+        "--camera",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="camera index, device, URL or pipe (repeat with --mic for many)",
+    )
+    source.add_argument(
+        "--mic",
+        metavar="DEVICE",
+        action="append",
+        default=[],
+        help="microphone name, index or 'default'",
+    )
+    source.add_argument(
+        "--input",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a video file with audio (repeat for many streams)",
+    )
+    source.add_argument(
+        "--sources", metavar="STREAMS.yaml", type=Path, help="a list of streams (many streams)"
+    )
     source.add_argument("--realtime", action="store_true", help="pace --input in real time")
     source.add_argument("--demo", action="store_true", help="a synthetic scenario, live")
     source.add_argument("--seed", type=int, help="--demo scenario seed (default: a fresh one)")
     source.add_argument("--duration", type=float, help="--demo length in seconds")
     source.add_argument("--list-devices", action="store_true", help="list cameras and mics")
     parser.add_argument("--output", metavar="FILE.jsonl", type=Path, help="JSON-lines events")
+    parser.add_argument(
+        "--output-dir", metavar="DIR", type=Path, help="many streams: DIR/NAME.jsonl per stream"
+    )
     parser.add_argument("--model", metavar="DIR", type=Path, help="model dir (default: packaged)")
     parser.add_argument(
         "--backend",
@@ -105,15 +139,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _many(args: argparse.Namespace) -> bool:
+    """Whether the arguments ask for the multi-stream engine."""
+    streams = len(args.input) + max(len(args.camera), len(args.mic))
+    return streams > 1 or args.sources is not None or args.output_dir is not None
+
+
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    live = args.camera is not None or args.mic is not None
-    chosen = sum([live, args.input is not None, args.demo, args.list_devices])
+    live = bool(args.camera or args.mic)
+    streams = bool(args.input) or live or args.sources is not None
+    chosen = sum([streams, args.demo, args.list_devices])
     if chosen != 1:
-        parser.error("give one source: --camera and --mic, --input, --demo or --list-devices")
-    if live and (args.camera is None or args.mic is None):
-        parser.error("--camera and --mic go together: audio-visual events are seen and heard")
-    if args.realtime and args.input is None:
-        parser.error("--realtime paces --input only")
+        parser.error(
+            "give one source: --camera and --mic, --input, --sources, --demo or --list-devices"
+        )
+    if len(args.camera) != len(args.mic):
+        parser.error(
+            "--camera and --mic go together, one --mic per --camera: audio-visual events are "
+            "seen and heard"
+        )
+    if args.realtime and not (args.input or args.sources):
+        parser.error("--realtime paces --input and the files of --sources only")
+    if _many(args):
+        for flag, given in (("--show", args.show), ("--stats", args.stats is not None)):
+            if given:
+                parser.error(f"{flag} shows one stream; it does not go with many streams")
+    else:  # one stream: the single-stream path takes plain values
+        args.input = args.input[0] if args.input else None
+        args.camera = args.camera[0] if args.camera else None
+        args.mic = args.mic[0] if args.mic else None
     if (args.seed is not None or args.duration is not None) and not args.demo:
         parser.error("--seed and --duration are options of --demo")
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
@@ -293,6 +347,135 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
     return 0
 
 
+def _stream_specs(args: argparse.Namespace) -> list[StreamSpec]:
+    """The streams of --input, --camera/--mic and --sources, in that order."""
+    specs: list[StreamSpec] = []
+    names = unique_names([path.stem for path in args.input])
+    names += unique_names([f"camera{i + 1}" for i in range(len(args.camera))])
+    options = {"threshold": args.threshold}
+    for name, path in zip(names, args.input, strict=False):
+        specs.append(StreamSpec(name, input=path, realtime=args.realtime, **options))
+    for name, camera, mic in zip(names[len(args.input) :], args.camera, args.mic, strict=True):
+        specs.append(StreamSpec(name, camera=camera, microphone=mic, reconnect=args.reconnect))
+    if args.sources is not None:
+        try:
+            listed = read_stream_list(args.sources, args.threshold, args.realtime, args.reconnect)
+        except StreamListError as error:
+            raise CliError(str(error)) from None
+        clash = sorted({spec.name for spec in specs} & {spec.name for spec in listed})
+        if clash:
+            raise CliError(
+                f"--sources {args.sources} names streams that --input or --camera already "
+                f"named: {', '.join(clash)}"
+            )
+        specs += listed
+    return specs
+
+
+class _Sinks:
+    """Where the events of many streams go: DIR/NAME.jsonl per stream, one merged file, and the
+    terminal (each line prefixed with the stream's name)."""
+
+    def __init__(self, output: Path | None, output_dir: Path | None, names: list[str]) -> None:
+        self.merged: JsonlWriter | None = None
+        self.per_stream: dict[str, JsonlWriter] = {}
+        try:
+            if output_dir is not None:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                for name in names:
+                    self.per_stream[name] = JsonlWriter(output_dir / f"{name}.jsonl")
+            if output is not None:
+                self.merged = JsonlWriter(output)
+        except OutputInUse as error:
+            self.close()
+            raise CliError(f"cannot write {error}") from None
+        except OSError as error:
+            self.close()
+            where = error.filename or output_dir or output
+            raise CliError(f"cannot write '{where}': {error.strerror}") from None
+
+    def write(self, name: str, record: dict) -> None:
+        if name in self.per_stream:
+            self.per_stream[name].write(record)
+        if self.merged is not None:
+            self.merged.write(record)
+
+    def on_event(self, item: StreamEvent) -> None:
+        self.write(item.stream, item.to_record())
+        print(f"[{item.stream}] {event_line(item.event)}", flush=True)
+
+    def on_end(self, report: StreamReport) -> None:
+        if report.stats.steps or report.stats.frames or report.stats.audio_seconds:
+            self.write(report.name, report.to_record(report.stats.media_seconds))
+            lag = "" if report.max_lag is None else f", max lag {report.max_lag:.2f} s"
+            print(f"[{report.name}] {report.stats.line()}{lag}", flush=True)
+        if report.error is not None:
+            print(f"{PROG}: error: stream '{report.name}': {report.error}", file=sys.stderr)
+        if report.name in self.per_stream:
+            writer = self.per_stream.pop(report.name)
+            writer.close()
+            if not report.opened:  # no file for a stream whose source never opened
+                writer.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for writer in self.per_stream.values():
+            writer.close()
+        self.per_stream.clear()
+        if self.merged is not None:
+            self.merged.close()
+
+
+def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
+    """Many streams on one batched engine; 1 when any stream failed (the others ran on)."""
+    try:
+        specs = _stream_specs(args)
+    except ValueError as error:  # a stream name or value StreamSpec refuses
+        raise CliError(str(error)) from None
+    try:
+        model = ModelDir(args.model, args.backend, args.threads)
+    except (ModelDirError, BackendUnavailable, ValueError) as error:
+        raise CliError(str(error)) from None
+    if args.hop is not None and args.hop > model.info.window:
+        model.close()
+        raise UsageError(
+            f"--hop {args.hop} is longer than the model's window ({model.info.window} steps): "
+            "steps between windows would never be seen; give 1 to the window"
+        )
+    try:
+        engine = MultiStreamEngine(model, threads=args.threads, hop=args.hop)
+    except (ModelDirError, BackendUnavailable) as error:
+        model.close()
+        raise CliError(str(error)) from None
+    try:
+        sinks = _Sinks(args.output, args.output_dir, [spec.name for spec in specs])
+    except CliError:
+        engine.close()
+        model.close()
+        raise
+    print(f"model: {engine.description}; {len(specs)} streams", flush=True)
+
+    def on_start(name: str, description: str) -> None:
+        print(f"[{name}] source: {description}", flush=True)
+
+    try:
+        reports = engine.run(
+            specs, sinks.on_event, sinks.on_end, lambda: stopper.requested, on_start
+        )
+    except KeyboardInterrupt:  # a second signal: run() closed the streams it had
+        reports = []
+    finally:
+        sinks.close()
+        engine.close()
+        model.close()
+    failed = [report.name for report in reports if report.error is not None]
+    print(
+        f"{len(reports) - len(failed)} of {len(specs)} streams ran to their end"
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run loco-stream; returns the exit status."""
     parser = _parser()
@@ -308,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stopper = _Stopper()
     try:
-        return _run(args, stopper)
+        return _run_many(args, stopper) if _many(args) else _run(args, stopper)
     except UsageError as error:
         parser.error(str(error))
     except CliError as error:

@@ -9,6 +9,7 @@ from loco_stream.stream.multi import (
     StreamReport,
     StreamSpec,
 )
+from loco_stream.stream.multi_detector import MultiDetector
 from loco_stream.stream.output import JsonlWriter, event_line
 from loco_stream.stream.ring_buffer import FeatureRing
 from loco_stream.stream.stitch import DEFAULT_THRESHOLD, Event, StitchConfig, Stitcher
@@ -21,6 +22,7 @@ __all__ = [
     "Event",
     "FeatureRing",
     "JsonlWriter",
+    "MultiDetector",
     "MultiStreamEngine",
     "StitchConfig",
     "Stitcher",

@@ -82,11 +82,15 @@ class Detector:
         except ValueError:
             self._close_model()
             raise
+        self._init_stream(on_event, threading.RLock())
+
+    def _init_stream(self, on_event: Callable[[Event], None] | None, lock: threading.RLock) -> None:
+        """The state of the stream pushed in: what checks, resamples and queues its input."""
         self._on_event = on_event
         self._ready: deque[Event] = deque()
         self._resampler: MonoResampler | None = None
         self._rate_check = _RateCheck(TARGET_SAMPLE_RATE)
-        self._lock = threading.RLock()
+        self._lock = lock
         self._closed = False
         self.origin: float | None = None  # the caller's time of the stream's start
 

@@ -164,6 +164,7 @@ class StreamReport:
     stopped: bool = False  # ended by should_stop(), not by its source
     max_lag: float | None = None  # s, of a paced or live stream: steps done behind their time
     description: str = ""  # the source, in words
+    opened: bool = True  # False: the source could not be opened (``error`` says why)
 
     def to_record(self, emitted_at: float) -> dict:
         """The stream's stats record (docs/output.md) with its name, lag and error."""
@@ -351,13 +352,16 @@ class MultiStreamEngine:
         threshold: float = DEFAULT_THRESHOLD,
         clock: Clock | None = None,
         skip_records: int = 0,
-    ) -> None:
-        """Open a stream; ``clock`` gives a live source's emission times."""
+    ) -> StreamEngine:
+        """Open a stream; ``clock`` gives a live source's emission times. Returns the stream's
+        own engine (its ``stats``; its ``push`` defers the steps to ``process()``)."""
         check_stream_name(name)
         if name in self._lanes:
             raise ValueError(f"a stream named '{name}' is already open")
         stitch = StitchConfig(threshold=threshold)
-        self._lanes[name] = _Lane(name, self.model, stitch, self.hop, clock, skip_records)
+        lane = _Lane(name, self.model, stitch, self.hop, clock, skip_records)
+        self._lanes[name] = lane
+        return lane
 
     def push(self, name: str, item: Item) -> list[StreamEvent]:
         """Add one item to stream ``name``: steps are assembled, their extraction waits for
@@ -468,7 +472,9 @@ class MultiStreamEngine:
                 try:
                     source = spec.open()
                 except (SourceError, OSError) as error:
-                    reports[spec.name] = StreamReport(spec.name, StreamStats(), str(error))
+                    reports[spec.name] = StreamReport(
+                        spec.name, StreamStats(), str(error), opened=False
+                    )
                     if on_end is not None:
                         on_end(reports[spec.name])
                     continue
