@@ -1,0 +1,183 @@
+"""Streams on a Ray cluster (`loco_stream.stream.ray_cluster`): placement, the events of a
+single process, an actor killed mid-run replaced with nothing repeated or lost, loopback only."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loco_stream.stream.multi import MultiStreamEngine, StreamSpec
+from loco_stream.stream.ray_cluster import (
+    INSTALL_HINT,
+    RayStreams,
+    RayUnavailable,
+    connect,
+    import_ray,
+    plan_placements,
+    split_streams,
+)
+from loco_stream.synth import sample_scenario, write_clip
+
+CLIP_SECONDS = 12.0
+STREAMS = 8  # 2 actors, 4 each
+RESUME_LIMIT_S = 10.0
+
+
+def node(node_id: str, cpus: float, gpus: float = 0, alive: bool = True) -> dict:
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return {"NodeID": node_id, "Alive": alive, "Resources": resources}
+
+
+def test_actors_follow_the_nodes_cpus():
+    nodes = [node("small", 4), node("big", 16), node("dead", 64, alive=False)]
+    default = plan_placements(nodes, streams=20)
+    assert [(p.node_id, p.cpus, p.threads) for p in default] == [("big", 16, 16), ("small", 4, 4)]
+    three = plan_placements(nodes, streams=20, actors=3)  # two share the big node
+    assert [(p.node_id, p.cpus) for p in three] == [("big", 8), ("small", 4), ("big", 8)]
+    assert len(plan_placements(nodes, streams=1)) == 1  # never more actors than streams
+    with_gpus = plan_placements([node("cpu", 8), node("gpu", 8, gpus=2)], 4, gpus=True)
+    assert [(p.node_id, p.gpus) for p in with_gpus] == [("gpu", 1.0)]
+    with pytest.raises(RayUnavailable, match="no alive node with a GPU"):
+        plan_placements([node("cpu", 8)], 4, gpus=True)
+
+
+def test_groups_follow_the_actors_cpu_shares():
+    specs = [StreamSpec(f"s{i}", input=Path(f"s{i}.mp4")) for i in range(10)]
+    groups = split_streams(specs, [16, 4])
+    assert [len(g) for g in groups] == [8, 2]
+    assert [s.name for g in groups for s in g] == [s.name for s in specs]  # each once, in order
+    assert [len(g) for g in split_streams(specs[:3], [1, 1, 100])] == [1, 1, 1]
+
+
+def test_missing_ray_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(RayUnavailable, match=INSTALL_HINT.replace("[", r"\[").replace("]", r"\]")):
+        import_ray()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("ray_clips")
+    paths = []
+    for index in range(STREAMS):
+        scenario = sample_scenario(seed=901, index=index, duration=CLIP_SECONDS, split="fresh")
+        paths.append(folder / f"clip{index}.mp4")
+        write_clip(scenario, paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A private local Ray cluster of 2 CPUs, shut down after this module's tests."""
+    ray = connect("local", num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def event_records(specs: list[StreamSpec], run) -> dict[str, list[dict]]:
+    records: dict[str, list[dict]] = {spec.name: [] for spec in specs}
+    run(specs, lambda item: records[item.stream].append(item.to_record()))
+    return records
+
+
+def loopback(hex_address: str) -> bool:
+    """Whether a /proc/net/tcp{,6} local address (hex, little-endian words) is a loopback one."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(words)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def ray_listening_addresses() -> list[tuple[str, bool]]:
+    """(process, loopback) of every listening TCP socket of this process and Ray's processes."""
+    listening = {}  # socket inode -> loopback
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                listening[fields[9]] = loopback(fields[1].split(":")[0])
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "ray" not in command and int(proc.name) != os.getpid():
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
+                if inode in listening:
+                    found.append((command.split()[0], listening[inode]))
+        except (OSError, ValueError):  # gone, or not ours
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_actor_killed_mid_run_resumes_its_streams_without_repeats_or_losses(cluster, clips):
+    """A private cluster (2 CPUs), 2 actors of 4 paced file streams each; one actor is killed
+    once its streams have written events and before they end. Its streams run again within
+    10 s, and every stream's records are exactly those of a single-process run."""
+    specs = [StreamSpec(f"clip{i}", input=path, realtime=True) for i, path in enumerate(clips)]
+    with MultiStreamEngine(None, threads=1) as engine:  # the single process, unpaced
+        expected = event_records(
+            [StreamSpec(s.name, input=s.input) for s in specs], lambda s, e: engine.run(s, e)
+        )
+    assert sum(map(len, expected.values())) >= 3 * STREAMS  # real events to lose or repeat
+
+    assert ray_listening_addresses(), "found no socket of Ray's"
+    assert all(local for _, local in ray_listening_addresses()), ray_listening_addresses()
+    messages: list[str] = []
+    driver = RayStreams(actors=2, address="local", log=messages.append)
+    got: dict[str, list[dict]] = {spec.name: [] for spec in specs}
+    ended: dict[str, float] = {}
+    killed: dict = {}
+
+    def kill_once_events_are_written() -> None:
+        while not driver.groups or driver.groups[0].actor is None:
+            time.sleep(0.05)
+        group = driver.groups[0]
+        names = [spec.name for spec in group.specs]
+        while sum(len(got[name]) for name in names) < 3:
+            time.sleep(0.02)
+        killed["at"] = time.monotonic()
+        killed["written"] = {name: len(got[name]) for name in names}
+        killed["ended"] = [name for name in names if name in ended]
+        import_ray().kill(group.actor)
+
+    killer = threading.Thread(target=kill_once_events_are_written, daemon=True)
+    killer.start()
+    began = time.monotonic()
+    reports = driver.run(
+        specs,
+        lambda item: got[item.stream].append(item.to_record()),
+        lambda report: ended.setdefault(report.name, time.monotonic()),
+    )
+    run_seconds = time.monotonic() - began
+    killer.join(timeout=1)
+
+    assert [s.name for s in driver.groups[0].specs] == [f"clip{i}" for i in range(4)]
+    assert killed and killed["ended"] == [], "the actor was not killed mid-run"
+    assert [r.error for r in reports] == [None] * STREAMS, reports
+    (restart,) = driver.restarts
+    assert restart.streams == [f"clip{i}" for i in range(4)]
+    assert restart.skipped == killed["written"]  # resumed exactly where the output ended
+    assert restart.resumed_after is not None
+    assert restart.died_at - killed["at"] + restart.resumed_after < RESUME_LIMIT_S
+    after_kill = sum(len(got[n]) - killed["written"][n] for n in restart.streams)
+    assert after_kill > 0, "nothing was left to write after the kill: the test proves nothing"
+    for name in expected:
+        assert got[name] == expected[name], name  # none repeated, none lost, same order
+    # the killed streams caught up: paced clips end about CLIP_SECONDS after they start
+    assert run_seconds < CLIP_SECONDS + 2 * RESUME_LIMIT_S, run_seconds
+    assert any("resumed" in m for m in messages), messages
+    assert all(local for _, local in ray_listening_addresses()), ray_listening_addresses()
