@@ -164,3 +164,9 @@ class BatchedModel:
         self._graphs = {}
         if self._owns_model:
             self.model.close()
+
+    def __enter__(self) -> BatchedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
