@@ -262,3 +262,75 @@ def map_in_processes(
     finally:
         if pools:
             drop_pool()
+
+
+class _RayClipDetector:
+    """A Ray actor's body: one model, one clip at a time."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.model = spec.open()
+
+    def detect(self, path: Path, max_events: int | None) -> ClipResult:
+        return detect_clip_result(self.model, path, max_events)
+
+
+def detect_files_on_ray(
+    paths: Iterable[Path],
+    model: ModelSpec,
+    max_events: int | None = None,
+    actors: int | None = None,
+    address: str = "auto",
+) -> Iterator[ClipResult]:
+    """`detect_files` on a Ray cluster (``address`` as `ray_cluster.connect`, reached before this
+    returns): one actor per node sized by its CPUs (``model.threads`` ignored), or ``actors``
+    spread over the nodes; each runs one clip at a time, so a clip whose actor dies is known: it
+    is run once more on a new actor, and reported (`WORKER_DIED`) when that one dies too. Paths
+    and the model directory must be readable at the same place on every node."""
+    from .stream.ray_cluster import connect, plan_placements
+
+    ray = connect(address)
+    paths = list(paths)
+    placements = plan_placements(ray.nodes(), len(paths), actors)
+    return _ray_outcomes(ray, paths, model, max_events, [p.cpus for p in placements])
+
+
+def _ray_outcomes(
+    ray: Any, paths: list[Path], model: ModelSpec, max_events: int | None, cpus: list[float]
+) -> Iterator[ClipResult]:
+    """The clips' results from one actor per entry of ``cpus`` (its CPUs), as they finish."""
+    queue = deque(paths)
+    deaths: dict[Path, int] = {}
+
+    def new_actor(cpus: float) -> Any:
+        options = {"num_cpus": cpus, "max_restarts": 0}
+        spec = dataclasses.replace(model, threads=max(1, int(cpus)))
+        return ray.remote(_RayClipDetector).options(**options).remote(spec)
+
+    idle = [(new_actor(c), c) for c in cpus]
+    running: dict[Any, tuple[Any, float, Path]] = {}  # ObjectRef -> (actor, cpus, path)
+    try:
+        while queue or running:
+            while queue and idle:
+                actor, share = idle.pop()
+                path = queue.popleft()
+                running[actor.detect.remote(path, max_events)] = (actor, share, path)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            actor, share, path = running.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayActorError:  # the actor died running this one clip
+                ray.kill(actor)
+                idle.append((new_actor(share), share))
+                deaths[path] = deaths.get(path, 0) + 1
+                if deaths[path] == 1:
+                    queue.appendleft(path)
+                else:
+                    yield ClipResult(path, [], 0.0, str(WORKER_DIED))
+                continue
+            idle.append((actor, share))
+            yield result
+    finally:
+        for actor, _ in idle:
+            ray.kill(actor)
+        for actor, _, _ in running.values():
+            ray.kill(actor)

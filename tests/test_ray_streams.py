@@ -4,6 +4,7 @@ single process, an actor killed mid-run replaced with nothing repeated or lost, 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import sys
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from loco_stream.cli.detect import main as detect_main
 from loco_stream.stream.multi import MultiStreamEngine, StreamSpec
 from loco_stream.stream.ray_cluster import (
     INSTALL_HINT,
@@ -181,3 +183,20 @@ def test_actor_killed_mid_run_resumes_its_streams_without_repeats_or_losses(clus
     assert run_seconds < CLIP_SECONDS + 2 * RESUME_LIMIT_S, run_seconds
     assert any("resumed" in m for m in messages), messages
     assert all(local for _, local in ray_listening_addresses()), ray_listening_addresses()
+
+
+@pytest.mark.slow
+def test_loco_detect_on_ray_writes_what_one_process_writes(cluster, clips, tmp_path, capsys):
+    """``loco-detect --ray`` (joining the running cluster) with 2 actors: the same results file
+    as one process, a bad file reported and skipped."""
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01not a video" * 100)
+    videos = [str(clips[0]), str(garbage), str(clips[1]), str(clips[2])]
+    written = {}
+    for name, extra in (("one", []), ("ray", ["--ray", "auto", "--workers", "2"])):
+        output = tmp_path / f"{name}.json"
+        assert detect_main([*videos, "--output", str(output), "--threads", "1", *extra]) == 1
+        assert "garbage.mp4' could not be read" in capsys.readouterr().err
+        written[name] = output.read_text()
+    assert len(json.loads(written["one"])["results"]) == 3
+    assert written["ray"] == written["one"]

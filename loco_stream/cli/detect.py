@@ -1,6 +1,7 @@
 """``loco-detect``: offline detection over whole clips, written as UnAV-style results.
 
     loco-detect VIDEO... --output results.json [--model DIR] [--plot DIR] [--workers N]
+        [--ray [auto|local|ADDRESS]]
         [--annotations A.json] [--backend onnxruntime] [--threads 2] [--max-events 100]
 
 Each clip is cut into steps exactly as the stream does, its features are extracted once, and the
@@ -13,7 +14,8 @@ A file that cannot be read is reported and skipped; the results of the others ar
 written, and the exit status is 1. ``--plot`` draws each clip's events (over its ground truth
 when ``--annotations`` has it) as ``DIR/<id>.png``. ``--workers N`` runs N clips at once in N
 processes, each with its own model on ``--threads`` threads (default: the cores shared out); a
-worker process that dies costs only the clip it ran (see ``loco_stream.offline``).
+worker process that dies costs only the clip it ran (see ``loco_stream.offline``). ``--ray``
+runs the clips on Ray actors instead, one per node sized by its CPUs (``--workers N``: N actors).
 """
 
 from __future__ import annotations
@@ -24,15 +26,24 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..evaluation import EvaluationInputError, load_ground_truth
 from ..model_dir import ModelDir, ModelDirError
-from ..offline import ModelSpec, default_threads, detect_clip, detect_files
+from ..offline import (
+    ClipResult,
+    ModelSpec,
+    default_threads,
+    detect_clip,
+    detect_files,
+    detect_files_on_ray,
+)
 from ..plot import plot_timeline
 from ..runtime import BACKENDS, BackendUnavailable
+from ..stream.ray_cluster import RayUnavailable
 
 __all__ = ["detect_clip", "main"]  # detect_clip: loco_stream.offline's, kept importable here
 
@@ -81,6 +92,17 @@ def _tail(path: Path, depth: int) -> str:
     return "/".join([*path.parent.parts[len(path.parent.parts) - depth :], path.stem])
 
 
+def _outcomes(
+    args: argparse.Namespace, paths: list[Path], model: ModelDir, threads: int, cap: int
+) -> Iterator[ClipResult]:
+    """The clips' results as they finish: here, in worker processes, or on Ray actors."""
+    spec = ModelSpec(args.model, args.backend, threads)
+    if args.ray is not None:
+        return detect_files_on_ray(paths, spec, cap, args.workers, args.ray)
+    workers = args.workers or 1
+    return detect_files(paths, model if workers == 1 else spec, cap, workers)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loco-detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", nargs="+", type=Path, help="video files with an audio track")
@@ -95,9 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
         metavar="N",
-        help="clips detected at once, each worker a process with its own model (default 1)",
+        help="clips detected at once, each worker a process with its own model (default 1; "
+        "with --ray: actors, default one per node)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: auto (this machine's, else a private one on 127.0.0.1), "
+        'local, or a cluster address; needs pip install "loco-stream[ray]"',
     )
     parser.add_argument("--plot", type=Path, help="folder for one timeline PNG per clip")
     parser.add_argument("--annotations", type=Path, help="ground truth drawn under --plot")
@@ -110,11 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_events is not None and args.max_events < 1:
         parser.error("--max-events must be at least 1")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
-    threads = args.threads or default_threads(args.workers)
+    workers = args.workers or 1
+    threads = args.threads or default_threads(workers)
     problem = output_problem(args.output)
     if problem is None and args.plot is not None:
         try:
@@ -134,19 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelDirError, BackendUnavailable, EvaluationInputError) as error:
         print(f"loco-detect: error: {error}", file=sys.stderr)
         return 1
-    runner: ModelDir | ModelSpec = model
-    if args.workers > 1:
-        runner = ModelSpec(args.model, args.backend, threads)
+    cap = args.max_events or model.info.decode.max_segments
+    classes = model.info.classes
+    if args.ray is not None or workers > 1:
         model.close()  # the workers open their own
+    try:
+        outcomes = _outcomes(args, [given[p] for p in paths], model, threads, cap)
+    except RayUnavailable as error:
+        print(f"loco-detect: error: {error}", file=sys.stderr)
+        return 1
     found: dict[str, list[dict]] = {}
     failures = 0
     capped = 0  # clips whose events reached the cap
     started = time.perf_counter()
     media_seconds = 0.0
-    cap = args.max_events or model.info.decode.max_segments
-    classes = model.info.classes
     outcomes = tqdm(
-        detect_files([given[p] for p in paths], runner, cap, args.workers),
+        outcomes,
         desc="detect",
         unit="clip",
         total=len(paths),
@@ -170,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 gt = [{"segment": [s, e], "label_id": k} for s, e, k in truth[video_id]]
             plot_name = video_id.replace("/", "__") + ".png"
             plot_timeline(args.plot / plot_name, path.name, outcome.duration, entries, classes, gt)
-    if args.workers == 1:
+    if args.ray is None and workers == 1:
         model.close()
     results = {ids[p]: found[ids[p]] for p in paths if ids[p] in found}  # in the order given
     write_json_atomically(args.output, {"results": results})
