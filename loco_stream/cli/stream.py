@@ -160,7 +160,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         )
     if args.realtime and not (args.input or args.sources):
         parser.error("--realtime paces --input and the files of --sources only")
-    if _many(args):
+    args.many = _many(args)
+    if args.many:
         for flag, given in (("--show", args.show), ("--stats", args.stats is not None)):
             if given:
                 parser.error(f"{flag} shows one stream; it does not go with many streams")
@@ -491,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stopper = _Stopper()
     try:
-        return _run_many(args, stopper) if _many(args) else _run(args, stopper)
+        return _run_many(args, stopper) if args.many else _run(args, stopper)
     except UsageError as error:
         parser.error(str(error))
     except CliError as error:
