@@ -800,19 +800,21 @@ def build(
     plans = plan_split("train", train_minutes, seed) + plan_split("heldout", heldout_minutes, seed)
     done: list[ClipPlan] = []
     total = sum(p.seconds for p in plans)
-    with tqdm(total=round(total), unit="s", desc="background", disable=not progress) as bar:
+    with tqdm(
+        total=total, unit="s", unit_scale=True, desc="background", disable=not progress
+    ) as bar:
         if workers == 1:
             results = (render_clip(p, out_dir, seed) for p in plans)
             for plan in results:
                 done.append(plan)
-                bar.update(round(plan.seconds))
+                bar.update(plan.seconds)
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 for plan in pool.map(
                     render_clip, plans, [out_dir] * len(plans), [seed] * len(plans)
                 ):
                     done.append(plan)
-                    bar.update(round(plan.seconds))
+                    bar.update(plan.seconds)
     metadata = {
         "seed": seed,
         "minutes": {s: round(sum(p.seconds for p in done if p.split == s) / 60, 3) for s in SPLITS},
