@@ -282,6 +282,10 @@ class RayStreams:
         self._next_id: dict[str, int] = {}  # live streams: one past the highest id written
         self._open: dict[str, set[int]] = {}  # ids with a start record and no end yet
 
+    def written(self, name: str) -> int:
+        """Event records of stream ``name`` handed out so far."""
+        return self._written.get(name, 0)
+
     def run(
         self,
         specs: list[StreamSpec],
