@@ -64,6 +64,7 @@ from .engine import Clock, StreamEngine, StreamStats, WindowInputs
 from .stitch import DEFAULT_THRESHOLD, Event, StitchConfig
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+PARTS = ("decode", "assemble", "extract", "window", "stitch")  # the parts of a stream's work
 READ_AHEAD_ITEMS = 16  # items a reader may queue ahead of the engine, per stream
 POLL_SECONDS = 0.1  # how often run() checks should_stop() while no item comes
 
@@ -165,6 +166,7 @@ class StreamReport:
     max_lag: float | None = None  # s, of a paced or live stream: steps done behind their time
     description: str = ""  # the source, in words
     opened: bool = True  # False: the source could not be opened (``error`` says why)
+    parts: dict[str, float] = field(default_factory=dict)  # s of work by part (PARTS)
 
     def to_record(self, emitted_at: float) -> dict:
         """The stream's stats record (docs/output.md) with its name, lag and error."""
@@ -197,6 +199,9 @@ class _Lane(StreamEngine):
         self.skip_records = skip_records  # event records still to drop (a resumed stream)
         self.origin: float | None = None  # monotonic time of stream time 0, when paced or live
         self.max_lag: float | None = None
+        self.lag_after = 0.0  # stream time from which lag counts (a warm-up left out)
+        self.assemble_seconds = 0.0  # in push: timeline, step assembly (frames resized)
+        self.stitch_seconds = 0.0  # decoding windows' outputs and stitching them
 
     def _process(self, steps: Iterable[Step]) -> list[Event]:
         if self.deferring:
@@ -236,11 +241,14 @@ class _Lane(StreamEngine):
         began = time.perf_counter()
         self.stats.window_seconds += seconds
         events = self._stitch_window(window, scores, segments)
-        self.stats.compute_seconds += seconds + time.perf_counter() - began
+        stitching = time.perf_counter() - began
+        self.stitch_seconds += stitching
+        self.stats.compute_seconds += seconds + stitching
+        self._note_lag(window.next_step * self.model.info.step_seconds)
         return events
 
     def _note_lag(self, step_end: float) -> None:
-        if self.origin is not None:
+        if self.origin is not None and step_end > self.lag_after:
             lag = time.monotonic() - (self.origin + step_end)
             self.max_lag = lag if self.max_lag is None else max(self.max_lag, lag)
 
@@ -263,8 +271,15 @@ class _Reader(threading.Thread):
         self.credit = threading.Semaphore(READ_AHEAD_ITEMS)  # released as the engine takes items
         self.origin: float | None = None  # monotonic time of stream time 0 once paced
         self.stopping = False
+        self.cpu_seconds = 0.0  # this thread's CPU time: decoding, mostly
 
     def run(self) -> None:
+        try:
+            self._read()
+        finally:
+            self.cpu_seconds = time.thread_time()
+
+    def _read(self) -> None:
         try:
             for item in self.source:
                 if self.pace and item.t >= self.resume_at:
@@ -367,7 +382,10 @@ class MultiStreamEngine:
         """Add one item to stream ``name``: steps are assembled, their extraction waits for
         ``process()``; returns the events a restart of the stream (a long gap) emitted."""
         lane = self._lane(name)
-        return self._events(lane, lane.push(item))
+        began = time.perf_counter()
+        events = lane.push(item)
+        lane.assemble_seconds += time.perf_counter() - began
+        return self._events(lane, events)
 
     def process(self) -> list[StreamEvent]:
         """Run the extractors on every stream's complete steps and the window graph on every due
@@ -429,10 +447,12 @@ class MultiStreamEngine:
         on_end: Callable[[StreamReport], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_start: Callable[[str, str], None] | None = None,
+        lag_from: float = 0.0,
     ) -> list[StreamReport]:
         """Stream every spec's source until each has ended or ``should_stop()`` (module
-        docstring); ``on_start(name, description)`` as each source opens. Returns the reports
-        in ``specs`` order."""
+        docstring); ``on_start(name, description)`` as each source opens. A report's
+        ``max_lag`` counts the steps ending after ``lag_from`` seconds of stream (a warm-up).
+        Returns the reports in ``specs`` order."""
         names = [spec.name for spec in specs]
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
@@ -454,8 +474,17 @@ class MultiStreamEngine:
             lane.stats.dropped_frames = stream.source.stats.dropped_frames
             lane.stats.audio_overflows = stream.source.stats.overflows
             lane.stats.wall_seconds = time.perf_counter() - started
+            stream.reader.join(timeout=1.0)  # its CPU time is counted as it exits
+            parts = [stream.reader.cpu_seconds, lane.assemble_seconds, lane.stats.extract_seconds]
+            parts += [lane.stats.window_seconds, lane.stitch_seconds]
             report = StreamReport(
-                name, lane.stats, error, stopped, lane.max_lag, stream.source.description
+                name,
+                lane.stats,
+                error,
+                stopped,
+                lane.max_lag,
+                stream.source.description,
+                parts=dict(zip(PARTS, parts, strict=True)),
             )
             if error is None and lane.stats.steps == 0 and not stopped:
                 report.error = (
@@ -483,6 +512,7 @@ class MultiStreamEngine:
                 clock = source.clock.now if source.is_live else None
                 skip = 0 if spec.live else spec.skip_records
                 self.add_stream(spec.name, spec.threshold, clock, skip)
+                self._lanes[spec.name].lag_after = lag_from
                 running[spec.name] = _Running(spec, source, reader, self._lanes[spec.name])
                 if on_start is not None:
                     on_start(spec.name, source.description)
