@@ -27,13 +27,20 @@ from typing import Any
 
 import numpy as np
 
+from .bundle import BATCH_GRAPHS, read_card, resolve_dir
 from .config import DecodeConfig
-from .features.media import MediaError, extract_file
+from .features.media import MediaError, extract_file, file_steps
+from .features.steps import Step, StepSpec
 from .model_dir import ModelDir
 from .postprocess import Segments, candidates, soft_nms, steps_to_seconds
+from .stream.batched import MAX_BATCH, ORT_BACKENDS, BatchedModel
 
 # (visual (1,T,Dv), audio (1,T,Da), mask (1,T)) -> (scores (1,N,C), segments (1,N,2|C,2)) in steps
 WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# steps -> (visual (S, Dv), audio (S, Da)): one call for many steps
+StepBatchRunner = Callable[[list[Step]], tuple[np.ndarray, np.ndarray]]
+GPU_ORT_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt")  # batched offline by default
+STEP_BATCH = 32  # steps per extractor call with batched graphs (about 3.5 MB of frames)
 
 
 def window_starts(length: int, window: int) -> list[int]:
@@ -51,38 +58,74 @@ def detect_features(
     audio: np.ndarray,
     window: int,
     decode: DecodeConfig,
+    batch: int = 1,
 ) -> Segments:
-    """visual (L, Dv) and audio (L, Da) of one clip -> final segments in clip steps."""
+    """visual (L, Dv) and audio (L, Da) of one clip -> final segments in clip steps.
+    ``batch`` > 1: ``run_window`` takes up to that many windows (B,T,...) in one call."""
     length = min(len(visual), len(audio))
+    starts = window_starts(length, window)
     parts = []
-    for start in window_starts(length, window):
-        stop = min(start + window, length)
-        visual_window = np.zeros((1, window, visual.shape[1]), dtype=np.float32)
-        audio_window = np.zeros((1, window, audio.shape[1]), dtype=np.float32)
-        mask = np.zeros((1, window), dtype=np.float32)
-        visual_window[0, : stop - start] = visual[start:stop]
-        audio_window[0, : stop - start] = audio[start:stop]
-        mask[0, : stop - start] = 1.0
-        scores, segments = run_window(visual_window, audio_window, mask)
-        found = candidates(scores[0], segments[0], decode)
-        found.start += start
-        found.end += start
-        parts.append(found)
+    for first in range(0, len(starts), batch):
+        chunk = starts[first : first + batch]
+        visual_windows = np.zeros((len(chunk), window, visual.shape[1]), dtype=np.float32)
+        audio_windows = np.zeros((len(chunk), window, audio.shape[1]), dtype=np.float32)
+        mask = np.zeros((len(chunk), window), dtype=np.float32)
+        for row, start in enumerate(chunk):
+            stop = min(start + window, length)
+            visual_windows[row, : stop - start] = visual[start:stop]
+            audio_windows[row, : stop - start] = audio[start:stop]
+            mask[row, : stop - start] = 1.0
+        scores, segments = run_window(visual_windows, audio_windows, mask)  # (B,N,C), (B,N,2)
+        for row, start in enumerate(chunk):
+            found = candidates(scores[row], segments[row], decode)
+            found.start += start
+            found.end += start
+            parts.append(found)
     merged = Segments.concat(parts)
     return soft_nms(merged, decode.nms_sigma, decode.score_threshold, decode.max_segments)
 
 
+def extract_file_batched(
+    path: str | Path, spec: StepSpec, features: StepBatchRunner, batch: int = STEP_BATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """`extract_file` with ``batch`` steps per call of ``features``: visual (L, Dv), audio
+    (L, Da)."""
+    visual, audio, steps = [], [], []
+    for step in file_steps(path, spec):
+        steps.append(step)
+        if len(steps) == batch:
+            v, a = features(steps)  # (S, Dv), (S, Da)
+            visual.append(v)
+            audio.append(a)
+            steps = []
+    if steps:
+        v, a = features(steps)
+        visual.append(v)
+        audio.append(a)
+    if not visual:
+        raise MediaError(
+            f"{path} is shorter than one step ({spec.step_seconds} s of both video and audio)"
+        )
+    return np.concatenate(visual).astype(np.float32), np.concatenate(audio).astype(np.float32)
+
+
 def detect_clip(
-    model: ModelDir, path: Path, max_events: int | None = None
+    model: ModelDir | BatchedModel, path: Path, max_events: int | None = None
 ) -> tuple[list[dict], float]:
     """UnAV result entries of one clip (at most ``max_events``, default the model's cap), and its
-    duration in seconds (complete steps)."""
-    visual, audio = extract_file(path, model.spec, model.step_features)  # (L, Dv), (L, Da)
+    duration in seconds (complete steps). A `BatchedModel` with batched graphs extracts
+    ``STEP_BATCH`` steps per call and runs up to ``MAX_BATCH`` windows per call."""
+    if isinstance(model, BatchedModel) and model.batched:
+        visual, audio = extract_file_batched(path, model.spec, model.features)  # (L, Dv), (L, Da)
+        run_window, batch = model.windows, MAX_BATCH
+    else:
+        visual, audio = extract_file(path, model.spec, model.step_features)  # (L, Dv), (L, Da)
+        run_window, batch = model.run_window, 1
     info = model.info
     decode = info.decode
     if max_events is not None:
         decode = dataclasses.replace(decode, max_segments=max_events)
-    found = detect_features(model.run_window, visual, audio, info.window, decode)
+    found = detect_features(run_window, visual, audio, info.window, decode, batch)
     duration = len(visual) * info.step_seconds
     found = steps_to_seconds(found, info.step_seconds, info.step_offset, duration)
     return [
@@ -108,17 +151,29 @@ class ClipResult:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How each worker opens its model: a model directory (None: the default), backend, threads."""
+    """How each worker opens its model: a model directory (None: the default), backend, threads,
+    and whether to run its graphs with a batch axis (``batched``; None: on a GPU backend only)."""
 
     path: str | None = None
     backend: str = "onnxruntime"
     threads: int = 1
+    batched: bool | None = None
 
-    def open(self) -> ModelDir:
+    def open(self) -> ModelDir | BatchedModel:
+        """The model: a `BatchedModel` when batching is wanted and the directory has graphs with
+        a batch axis (``python -m export --batch``), else a `ModelDir`. By default only GPU
+        backends batch: on the CPU the batch-1 graphs run each row faster (README, archives)."""
+        wanted = self.batched if self.batched is not None else self.backend in GPU_ORT_BACKENDS
+        if wanted and self.backend in ORT_BACKENDS:
+            card = read_card(resolve_dir(self.path))
+            if set(BATCH_GRAPHS.values()) <= set(card.files):
+                return BatchedModel(self.path, self.backend, self.threads)
         return ModelDir(self.path, self.backend, self.threads)
 
 
-def detect_clip_result(model: ModelDir, path: Path, max_events: int | None) -> ClipResult:
+def detect_clip_result(
+    model: ModelDir | BatchedModel, path: Path, max_events: int | None
+) -> ClipResult:
     """`detect_clip` with its failure as a result: a `MediaError`'s message, or any other error
     with its type (a clip never stops the others)."""
     try:
@@ -141,7 +196,7 @@ def default_threads(workers: int) -> int:
     return max(1, cores // workers)
 
 
-_worker_model: ModelDir | None = None  # the model of this worker process
+_worker_model: ModelDir | BatchedModel | None = None  # the model of this worker process
 
 
 def _open_worker_model(spec: ModelSpec) -> None:
@@ -156,7 +211,7 @@ def _detect_in_worker(path: Path, max_events: int | None) -> ClipResult:
 
 def detect_files(
     paths: Iterable[Path],
-    model: ModelDir | ModelSpec,
+    model: ModelDir | BatchedModel | ModelSpec,
     max_events: int | None = None,
     workers: int = 1,
 ) -> Iterator[ClipResult]:

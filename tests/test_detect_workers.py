@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from loco_stream.bundle import read_card
 from loco_stream.cli.detect import main as detect_main
-from loco_stream.offline import WORKER_DIED, map_in_processes
+from loco_stream.model_dir import ModelDir
+from loco_stream.offline import WORKER_DIED, ModelSpec, detect_clip, map_in_processes
+from loco_stream.stream.batched import BatchedModel
 from loco_stream.synth import sample_scenario, write_clip
 from tests.media import make_clip
 
@@ -79,3 +83,46 @@ def test_workers_and_threads_must_be_positive(archive, tmp_path, capsys):
             detect_main([str(archive[0]), "--output", str(tmp_path / "r.json"), flag, "0"])
         assert exit_info.value.code == 2
         assert f"{flag} must be at least 1" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def batched_dir(tmp_path_factory, tiny_model_dir: Path) -> Path:
+    """The tiny model directory (window 32 steps) with its batched graphs (export --batch)."""
+    from export.__main__ import FORMATS, load_job, run
+
+    folder = tmp_path_factory.mktemp("batched") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    job = load_job(folder / "loco.pt", folder)
+    job.written = list(read_card(folder).files)
+    run(job, [fmt for fmt in FORMATS if fmt.name == "batch"])
+    return folder
+
+
+@pytest.mark.slow
+def test_batched_graphs_detect_what_the_batch1_graphs_detect(batched_dir, tmp_path):
+    """A clip of 120 steps (7 windows of the tiny model's 32 steps) through the batched graphs,
+    32 steps and all 7 windows a call, against the batch-1 graphs step by step: same events."""
+    clip = tmp_path / "long.mp4"
+    write_clip(sample_scenario(seed=414, index=9, duration=30.0, split="fresh"), clip)
+    assert isinstance(ModelSpec(str(batched_dir)).open(), ModelDir)  # the CPU: batch-1 graphs
+    with ModelSpec(str(batched_dir), batched=True).open() as batched:
+        assert isinstance(batched, BatchedModel) and batched.batched
+        calls = {"features": 0, "windows": 0}
+        for name in calls:
+            method = getattr(batched, name)
+
+            def counted(*args, _method=method, _name=name):
+                calls[_name] += 1
+                return _method(*args)
+
+            setattr(batched, name, counted)
+        entries, duration = detect_clip(batched, clip)
+    with ModelDir(batched_dir, threads=1) as single:
+        expected, expected_duration = detect_clip(single, clip)
+    assert duration == expected_duration == 30.0
+    assert calls == {"features": 4, "windows": 1}  # 120 steps in 4 calls, 7 windows in one
+    assert len(entries) == len(expected) > 0
+    for got, want in zip(entries, expected, strict=True):
+        assert got["label_id"] == want["label_id"]
+        assert got["segment"] == pytest.approx(want["segment"], abs=2e-3)
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)

@@ -43,6 +43,7 @@ from ..offline import (
 )
 from ..plot import plot_timeline
 from ..runtime import BACKENDS, BackendUnavailable
+from ..stream.batched import BatchedModel
 from ..stream.ray_cluster import RayUnavailable
 
 __all__ = ["detect_clip", "main"]  # detect_clip: loco_stream.offline's, kept importable here
@@ -93,7 +94,11 @@ def _tail(path: Path, depth: int) -> str:
 
 
 def _outcomes(
-    args: argparse.Namespace, paths: list[Path], model: ModelDir, threads: int, cap: int
+    args: argparse.Namespace,
+    paths: list[Path],
+    model: ModelDir | BatchedModel,
+    threads: int,
+    cap: int,
 ) -> Iterator[ClipResult]:
     """The clips' results as they finish: here, in worker processes, or on Ray actors."""
     spec = ModelSpec(args.model, args.backend, threads)
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     given = {p.resolve(): p for p in args.videos}
 
     try:  # opened here even for workers: a broken model stops everything before any decoding
-        model = ModelDir(args.model, args.backend, threads)
+        model = ModelSpec(args.model, args.backend, threads).open()
         truth = load_ground_truth(args.annotations) if args.annotations else {}
     except (ModelDirError, BackendUnavailable, EvaluationInputError) as error:
         print(f"loco-detect: error: {error}", file=sys.stderr)
