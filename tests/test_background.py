@@ -117,6 +117,10 @@ def test_formats_vary_like_uploads(built: tuple[Path, dict]) -> None:
     assert len({c["sample_rate"] for c in clips}) == 3
     assert len({c["channels"] for c in clips}) == 2
     assert {(c["picture"], c["sound"][0]) for c in clips} >= {("grey", "silence")}
+    plans = bg.plan_split("heldout", 20.0, SEED)  # 30 clips or more: no format goes with one other
+    assert len({(p.fps, p.sample_rate) for p in plans}) == 9
+    assert len({(p.width, p.channels) for p in plans}) == 4
+    assert len({(p.picture, p.sound[0]) for p in plans}) == len(bg.PICTURES) * len(bg.SOUNDS)
 
 
 def test_grey_silence_is_still_and_silent(built: tuple[Path, dict]) -> None:

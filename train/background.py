@@ -195,7 +195,8 @@ def plan_split(split: str, minutes: float, seed: int) -> list[ClipPlan]:
     combos = [(p, s) for p in PICTURES for s in SOUNDS if (p, s) != ("grey", "silence")]
     rng.shuffle(combos)
     combos.insert(0, ("grey", "silence"))  # the quietest input of all comes first
-    offsets = rng.integers(0, 6, 4)
+    offsets = rng.integers(0, 6, 4)  # formats cycle: any 3 clips in a row hold every frame rate
+    # and sample rate, any 2 both sizes, any 4 both channel counts; 9 clips hold every pairing
     plans = []
     for i, length in enumerate(lengths):
         fps = FRAME_RATES[(i + offsets[0]) % len(FRAME_RATES)]
@@ -210,7 +211,7 @@ def plan_split(split: str, minutes: float, seed: int) -> list[ClipPlan]:
                 fps=fps,
                 width=width,
                 height=height,
-                sample_rate=SAMPLE_RATES[(i + offsets[2]) % len(SAMPLE_RATES)],
+                sample_rate=SAMPLE_RATES[(i + i // 3 + offsets[2]) % len(SAMPLE_RATES)],
                 channels=CHANNELS[(i // 2 + offsets[3]) % len(CHANNELS)],
                 picture=picture,
                 sound=[sound],
