@@ -136,13 +136,27 @@ def _parser() -> argparse.ArgumentParser:
         help=f"print stats every SECONDS of stream (default {STATS_INTERVAL_S:g})",
     )
     parser.add_argument("--reconnect", action="store_true", help="reopen a live source that stops")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="many streams on a Ray cluster: auto (this machine's, else a private one on "
+        '127.0.0.1), local, or an address (pip install "loco-stream[ray]")',
+    )
+    parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: N actors")
     return parser
 
 
 def _many(args: argparse.Namespace) -> bool:
     """Whether the arguments ask for the multi-stream engine."""
     streams = len(args.input) + max(len(args.camera), len(args.mic))
-    return streams > 1 or args.sources is not None or args.output_dir is not None
+    return (
+        streams > 1
+        or args.sources is not None
+        or args.output_dir is not None
+        or args.ray is not None
+    )
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -459,9 +473,8 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
         print(f"[{name}] source: {description}", flush=True)
 
     try:
-        reports = engine.run(
-            specs, sinks.on_event, sinks.on_end, lambda: stopper.requested, on_start
-        )
+        run = engine.run if args.ray is None else _ray_run(args)
+        reports = run(specs, sinks.on_event, sinks.on_end, lambda: stopper.requested, on_start)
     except KeyboardInterrupt:  # a second signal: run() closed the streams it had
         reports = []
     finally:
@@ -475,6 +488,23 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
         flush=True,
     )
     return 1 if failed else 0
+
+
+def _ray_run(args: argparse.Namespace):
+    """``--ray``: the streams on Ray actors (``loco_stream.stream.ray_cluster``)."""
+    from loco_stream.stream.ray_cluster import RayUnavailable, ray_runner
+
+    try:
+        return ray_runner(
+            args.ray,
+            args.model,
+            args.backend,
+            args.hop,
+            args.ray_actors,
+            lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True),
+        )
+    except (RayUnavailable, ValueError) as error:
+        raise CliError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

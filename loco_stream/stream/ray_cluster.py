@@ -502,3 +502,18 @@ class RayStreams:
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def ray_runner(
+    address: str,
+    model: str | Path | None,
+    backend: str,
+    hop: int | None,
+    actors: int | None,
+    log: Callable[[str], None],
+) -> Callable[..., list[StreamReport]]:
+    """`MultiStreamEngine.run`'s stand-in for ``loco-stream --ray``: connects (`RayUnavailable`
+    when it cannot) and returns the run of a `RayStreams`."""
+    if actors is not None and actors < 1:
+        raise ValueError(f"--ray-actors must be at least 1, not {actors}")
+    return RayStreams(model, backend, hop, actors=actors, address=address, log=log).run
