@@ -461,7 +461,8 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
     except (ModelDirError, BackendUnavailable) as error:
         model.close()
         raise CliError(str(error)) from None
-    try:
+    try:  # Ray is reached before any output file is made
+        run = engine.run if args.ray is None else _ray_run(args)
         sinks = _Sinks(args.output, args.output_dir, [spec.name for spec in specs])
     except CliError:
         engine.close()
@@ -473,7 +474,6 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
         print(f"[{name}] source: {description}", flush=True)
 
     try:
-        run = engine.run if args.ray is None else _ray_run(args)
         reports = run(specs, sinks.on_event, sinks.on_end, lambda: stopper.requested, on_start)
     except KeyboardInterrupt:  # a second signal: run() closed the streams it had
         reports = []
