@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from loco_stream.cli.detect import main as detect_main
+from loco_stream.cli.stream import main as stream_main
 from loco_stream.stream.multi import MultiStreamEngine, StreamSpec
 from loco_stream.stream.ray_cluster import (
     INSTALL_HINT,
@@ -200,3 +201,29 @@ def test_loco_detect_on_ray_writes_what_one_process_writes(cluster, clips, tmp_p
         written[name] = output.read_text()
     assert len(json.loads(written["one"])["results"]) == 3
     assert written["ray"] == written["one"]
+
+
+@pytest.mark.slow
+def test_loco_stream_ray_writes_the_files_of_one_process(cluster, clips, tmp_path, capsys):
+    """``loco-stream --sources streams.yaml --output-dir DIR --ray`` (joining the running
+    cluster, 2 actors) writes each stream's file with the records one process writes (all but
+    the stats record, whose timings differ); a stream whose file is missing fails alone."""
+    listed = "".join(
+        f"  - name: s{i}\n    file: {clips[i]}\n    threshold: {0.3 + 0.1 * i:.1f}\n"
+        for i in range(3)
+    )
+    sources = tmp_path / "streams.yaml"
+    sources.write_text(f"streams:\n{listed}  - name: gone\n    file: {tmp_path / 'gone.mp4'}\n")
+    files = {}
+    for name, extra in (("one", []), ("ray", ["--ray", "auto", "--ray-actors", "2"])):
+        out = tmp_path / name
+        code = stream_main(["--sources", str(sources), "--output-dir", str(out), *extra])
+        assert code == 1  # the missing file
+        assert "stream 'gone'" in capsys.readouterr().err
+        files[name] = {
+            path.name: [line for line in path.read_text().splitlines() if '"stats"' not in line]
+            for path in sorted(out.glob("*.jsonl"))
+        }
+    assert sorted(files["one"]) == ["s0.jsonl", "s1.jsonl", "s2.jsonl"]
+    assert sum(map(len, files["one"].values())) > 0
+    assert files["ray"] == files["one"]
