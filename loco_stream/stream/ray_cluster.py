@@ -53,6 +53,7 @@ from .multi import MultiStreamEngine, StreamEvent, StreamReport, StreamSpec
 
 POLL_SECONDS = 0.2  # how long a poll of an actor waits for output
 MAX_RESTARTS = 3  # actor deaths in a row, without output between them, before a group gives up
+HANG_SECONDS = 120.0  # an actor whose poll (or start, model loading included) takes longer is hung
 STOP_GRACE_SECONDS = 15.0  # after a stop, how long actors may take to close their streams
 GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 INSTALL_HINT = 'pip install "loco-stream[ray]"'
@@ -242,6 +243,7 @@ class _Group:
     specs: list[StreamSpec]
     actor: Any = None
     poll: Any = None  # the ObjectRef of the pending take()
+    polled_at: float = 0.0  # time.monotonic() when it was asked
     ended: set[str] = field(default_factory=set)
     started: set[str] = field(default_factory=set)
     deaths_in_a_row: int = 0
@@ -321,6 +323,11 @@ class RayStreams:
                     break
                 polls = {g.poll: g for g in self.groups if not g.finished}
                 ready, _ = self.ray.wait(list(polls), num_returns=1, timeout=POLL_SECONDS)
+                for group in polls.values():  # hung: killed, so its poll fails and it is replaced
+                    if time.monotonic() - group.polled_at > HANG_SECONDS:
+                        self.log(f"ray: actor {group.index} answered nothing in {HANG_SECONDS} s")
+                        self.ray.kill(group.actor)
+                        group.polled_at = time.monotonic()
                 for ref in ready:
                     group = polls[ref]
                     try:
@@ -334,6 +341,7 @@ class RayStreams:
                         self.ray.kill(group.actor)
                     else:
                         group.poll = group.actor.take.remote(POLL_SECONDS)
+                        group.polled_at = time.monotonic()
         finally:
             for group in self.groups:
                 if not group.finished and group.actor is not None:
@@ -368,6 +376,18 @@ class RayStreams:
         group.finished = False
         group.actor.start.remote(specs)
         group.poll = group.actor.take.remote(POLL_SECONDS)
+        group.polled_at = time.monotonic()
+
+    def _placement_after_death(self, placement: Placement) -> Placement:
+        """``placement`` while its node is alive; else the same request on any node, its CPUs cut
+        to the largest alive node's (a request no node can meet would never start)."""
+        alive = [n for n in self.ray.nodes() if n.get("Alive")]
+        if any(n["NodeID"] == placement.node_id for n in alive):
+            return placement
+        largest = max((n.get("Resources", {}).get("CPU", 0) for n in alive), default=1)
+        cpus = min(placement.cpus, max(largest, 1))
+        self.log(f"ray: its node is gone; the new actor asks any node for {cpus:g} CPUs")
+        return dataclasses.replace(placement, node_id=None, cpus=cpus)
 
     def _replace(
         self,
@@ -412,6 +432,7 @@ class RayStreams:
                     resume_at=self._last_time.get(spec.name, 0.0),
                 )
             )
+        group.placement = self._placement_after_death(group.placement)
         restart = Restart(
             group.index,
             [s.name for s in resumed],
