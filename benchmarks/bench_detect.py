@@ -1,15 +1,18 @@
 """Offline throughput of ``loco-detect``: media-hours detected per hour, by number of workers.
 
     python benchmarks/bench_detect.py [--videos data/synth/videos] [--limit 16]
-        [--workers 1,2] [--threads T] [--model DIR]
+        [--workers 1,2] [--threads T] [--model DIR] [--batch1]
 
 Runs the same clips once per ``--workers`` value through `loco_stream.offline.detect_files`, the
 path ``loco-detect --workers N`` takes (worker start-up and model loading included in the time),
 and prints one row each: threads per graph in each worker, clips, media hours, wall time,
 media-hours per hour and the real-time factor (wall time over media time). Every run must give
 the same events (checked). ``--threads`` defaults to ``loco-detect``'s: 2 for one worker, the
-cores shared out for more. Clips: any folder of mp4 files with an audio track, e.g. ``loco-synth
---out data/synth --videos 16 --split test``.
+cores shared out for more. A model directory with graphs with a batch axis (``python -m export
+--batch``) runs them, 32 steps and up to 64 windows a call; ``--batch1`` adds a row per worker
+count on its batch-1 graphs. Clips:
+any folder of mp4 files with an audio track, e.g. ``loco-synth --out data/synth --videos 16
+--split test``.
 """
 
 from __future__ import annotations
@@ -22,18 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loco_stream.offline import ModelSpec, default_threads, detect_files  # noqa: E402
+from loco_stream.bundle import BATCH_GRAPHS, read_card, resolve_dir  # noqa: E402
+from loco_stream.offline import ClipResult, ModelSpec, default_threads, detect_files  # noqa: E402
 
 DEFAULT_VIDEOS = ROOT / "data" / "synth" / "videos"
 
 
-def run(paths: list[Path], model: str | None, workers: int, threads: int) -> tuple[float, dict]:
+def run(paths: list[Path], spec: ModelSpec, workers: int) -> tuple[float, dict[Path, ClipResult]]:
     """Wall seconds of detecting ``paths`` with ``workers`` processes, and the results."""
     began = time.perf_counter()
-    results = {
-        r.path: r
-        for r in detect_files(paths, ModelSpec(model, "onnxruntime", threads), None, workers)
-    }
+    results = {r.path: r for r in detect_files(paths, spec, None, workers)}
     return time.perf_counter() - began, results
 
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--threads", type=int, help="threads per graph in each worker")
     parser.add_argument("--model", help="model directory (default: the packaged default model)")
+    parser.add_argument("--batch1", action="store_true", help="also the batch-1 graphs")
     args = parser.parse_args(argv)
     paths = sorted(args.videos.glob("*.mp4"))[: args.limit]
     if not paths:
@@ -53,28 +55,35 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    card = read_card(resolve_dir(args.model))
+    has_batch_graphs = set(BATCH_GRAPHS.values()) <= set(card.files)
     rows, reference = [], None
-    for workers in (int(w) for w in args.workers.split(",")):
+    runs = [(int(w), True) for w in args.workers.split(",")]
+    runs += [(workers, False) for workers, _ in runs] if args.batch1 else []
+    for workers, batched in runs:
         threads = args.threads or default_threads(workers)
-        wall, results = run(paths, args.model, workers, threads)
+        spec = ModelSpec(args.model, "onnxruntime", threads, batched)
+        wall, results = run(paths, spec, workers)
         failed = [r for r in results.values() if r.error]
         if failed:
             print(f"bench_detect: error: {failed[0].path}: {failed[0].error}", file=sys.stderr)
             return 1
         events = {path: r.entries for path, r in results.items()}
-        if reference is not None and events != reference:
+        if reference is not None and batched and events != reference:
             print(f"bench_detect: error: {workers} workers gave other events", file=sys.stderr)
             return 1
-        reference = events
+        reference = reference or events
         hours = sum(r.duration for r in results.values()) / 3600
-        rows.append((workers, threads, len(paths), hours, wall))
+        graphs = "batched" if batched and has_batch_graphs else "batch-1"
+        rows.append((workers, threads, graphs, len(paths), hours, wall))
     print(
-        "| workers | threads each | clips | media (h) | wall (s) | media-h per h | wall / media |"
+        "| workers | threads each | graphs | clips | media (h) | wall (s) | media-h per h "
+        "| wall / media |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for workers, threads, clips, hours, wall in rows:
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    for workers, threads, graphs, clips, hours, wall in rows:
         print(
-            f"| {workers} | {threads} | {clips} | {hours:.3f} | {wall:.1f} | "
+            f"| {workers} | {threads} | {graphs} | {clips} | {hours:.3f} | {wall:.1f} | "
             f"{hours / (wall / 3600):.0f} | {wall / (hours * 3600):.4f} |"
         )
     return 0

@@ -39,7 +39,6 @@ from .stream.batched import MAX_BATCH, ORT_BACKENDS, BatchedModel
 WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 # steps -> (visual (S, Dv), audio (S, Da)): one call for many steps
 StepBatchRunner = Callable[[list[Step]], tuple[np.ndarray, np.ndarray]]
-GPU_ORT_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt")  # batched offline by default
 STEP_BATCH = 32  # steps per extractor call with batched graphs (about 3.5 MB of frames)
 
 
@@ -152,19 +151,18 @@ class ClipResult:
 @dataclass(frozen=True)
 class ModelSpec:
     """How each worker opens its model: a model directory (None: the default), backend, threads,
-    and whether to run its graphs with a batch axis (``batched``; None: on a GPU backend only)."""
+    and whether to run its graphs with a batch axis when it has them (``batched``)."""
 
     path: str | None = None
     backend: str = "onnxruntime"
     threads: int = 1
-    batched: bool | None = None
+    batched: bool = True
 
     def open(self) -> ModelDir | BatchedModel:
-        """The model: a `BatchedModel` when batching is wanted and the directory has graphs with
-        a batch axis (``python -m export --batch``), else a `ModelDir`. By default only GPU
-        backends batch: on the CPU the batch-1 graphs run each row faster (README, archives)."""
-        wanted = self.batched if self.batched is not None else self.backend in GPU_ORT_BACKENDS
-        if wanted and self.backend in ORT_BACKENDS:
+        """The model: a `BatchedModel` when batching is wanted, the backend is ONNX Runtime's and
+        the directory has graphs with a batch axis (``python -m export --batch``), else a
+        `ModelDir` (batch-1 graphs, a call per step and per window)."""
+        if self.batched and self.backend in ORT_BACKENDS:
             card = read_card(resolve_dir(self.path))
             if set(BATCH_GRAPHS.values()) <= set(card.files):
                 return BatchedModel(self.path, self.backend, self.threads)

@@ -104,8 +104,8 @@ def test_batched_graphs_detect_what_the_batch1_graphs_detect(batched_dir, tmp_pa
     32 steps and all 7 windows a call, against the batch-1 graphs step by step: same events."""
     clip = tmp_path / "long.mp4"
     write_clip(sample_scenario(seed=414, index=9, duration=30.0, split="fresh"), clip)
-    assert isinstance(ModelSpec(str(batched_dir)).open(), ModelDir)  # the CPU: batch-1 graphs
-    with ModelSpec(str(batched_dir), batched=True).open() as batched:
+    assert isinstance(ModelSpec(str(batched_dir), batched=False).open(), ModelDir)
+    with ModelSpec(str(batched_dir)).open() as batched:
         assert isinstance(batched, BatchedModel) and batched.batched
         calls = {"features": 0, "windows": 0}
         for name in calls:
