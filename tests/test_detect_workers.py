@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,35 @@ def test_batched_graphs_detect_what_the_batch1_graphs_detect(batched_dir, tmp_pa
         assert got["label_id"] == want["label_id"]
         assert got["segment"] == pytest.approx(want["segment"], abs=2e-3)
         assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_clips_done_and_stops_the_workers(archive, tmp_path):
+    """SIGINT to loco-detect --workers 2 (and its workers, as a terminal's Ctrl-C) once the first
+    results are written: exit 130 with a line saying where the clips done are, no traceback."""
+    videos = []
+    for copy in range(12):  # 60 files: far more than are done when the signal comes
+        folder = tmp_path / f"copy{copy}"
+        folder.mkdir()
+        for clip in archive[:2] + archive[3:5] + archive[6:]:
+            videos.append(folder / clip.name)
+            shutil.copyfile(clip, videos[-1])
+    output = tmp_path / "results.json"
+    command = [sys.executable, "-m", "loco_stream.cli.detect", *map(str, videos)]
+    process = subprocess.Popen(
+        [*command, "--output", str(output), "--workers", "2", "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not output.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err, err
+    done = len(json.loads(output.read_text())["results"])
+    assert 0 < done < len(videos)
+    assert f"interrupted: the {done} clip(s) done are in {output}" in err

@@ -11,8 +11,9 @@ of one stem in different folders get their folders too (``a/clip``, ``b/clip``),
 overwrites another. At most ``--max-events`` events are kept per clip (UnAV-100's 100; a clip
 that reaches the cap is reported). ``--output`` and ``--plot`` are checked before any decoding.
 A file that cannot be read is reported and skipped; the results of the others are still
-written, and the exit status is 1. ``--plot`` draws each clip's events (over its ground truth
-when ``--annotations`` has it) as ``DIR/<id>.png``. ``--workers N`` runs N clips at once in N
+written, and the exit status is 1. Ctrl-C keeps the clips done so far (exit status 130).
+``--plot`` draws each clip's events (over its ground truth when ``--annotations`` has it) as
+``DIR/<id>.png``. ``--workers N`` runs N clips at once in N
 processes, each with its own model on ``--threads`` threads (default: the cores shared out); a
 worker process that dies costs only the clip it ran (see ``loco_stream.offline``). ``--ray``
 runs the clips on Ray actors instead, one per node sized by its CPUs (``--workers N``: N actors).
@@ -91,6 +92,17 @@ def result_ids(paths: list[Path]) -> dict[Path, str]:
 def _tail(path: Path, depth: int) -> str:
     """The stem with its last ``depth`` folders: ``_tail(Path('x/a/clip.mp4'), 1) == 'a/clip'``."""
     return "/".join([*path.parent.parts[len(path.parent.parts) - depth :], path.stem])
+
+
+def _plot(
+    folder: Path, video_id: str, outcome: ClipResult, classes: tuple, truth: list | None
+) -> None:
+    """The clip's timeline as ``folder/<id>.png``, over its ground truth when known."""
+    gt = None if truth is None else [{"segment": [s, e], "label_id": k} for s, e, k in truth]
+    plot_name = video_id.replace("/", "__") + ".png"
+    plot_timeline(
+        folder / plot_name, outcome.path.name, outcome.duration, outcome.entries, classes, gt
+    )
 
 
 def _outcomes(
@@ -191,24 +203,25 @@ def main(argv: list[str] | None = None) -> int:
         total=len(paths),
         disable=len(paths) < 2,
     )
-    for outcome in outcomes:
-        path = outcome.path
-        video_id = ids[path.resolve()]
-        if outcome.error is not None:
-            failures += 1
-            tqdm.write(f"loco-detect: skipped {path}: {outcome.error}", file=sys.stderr)
-            continue
-        entries = outcome.entries
-        capped += len(entries) >= cap
-        found[video_id] = entries
-        media_seconds += outcome.duration
-        write_json_atomically(args.output, {"results": found})  # results so far survive
-        if args.plot:
-            gt = None  # drawn only for clips the annotation file knows
-            if video_id in truth:
-                gt = [{"segment": [s, e], "label_id": k} for s, e, k in truth[video_id]]
-            plot_name = video_id.replace("/", "__") + ".png"
-            plot_timeline(args.plot / plot_name, path.name, outcome.duration, entries, classes, gt)
+    interrupted = False
+    try:
+        for outcome in outcomes:
+            path = outcome.path
+            video_id = ids[path.resolve()]
+            if outcome.error is not None:
+                failures += 1
+                tqdm.write(f"loco-detect: skipped {path}: {outcome.error}", file=sys.stderr)
+                continue
+            entries = outcome.entries
+            capped += len(entries) >= cap
+            found[video_id] = entries
+            media_seconds += outcome.duration
+            write_json_atomically(args.output, {"results": found})  # results so far survive
+            if args.plot:
+                _plot(args.plot, video_id, outcome, classes, truth.get(video_id))
+    except KeyboardInterrupt:  # Ctrl-C: the clips done so far are kept; workers are stopped
+        interrupted = True
+        outcomes.close()
     if args.ray is None and workers == 1:
         model.close()
     results = {ids[p]: found[ids[p]] for p in paths if ids[p] in found}  # in the order given
@@ -220,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     elapsed = time.perf_counter() - started
+    if interrupted:
+        print(
+            f"loco-detect: interrupted: the {len(results)} clip(s) done are in {args.output}",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"{len(results)} clip(s), {media_seconds:.1f} s of media in {elapsed:.1f} s "
         f"({media_seconds / max(elapsed, 1e-9):.0f}x real time) -> {args.output}"
