@@ -41,6 +41,7 @@ import dataclasses
 import math
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ HANG_SECONDS = 120.0  # an actor whose poll (or start, model loading included) t
 STOP_GRACE_SECONDS = 15.0  # after a stop, how long actors may take to close their streams
 GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 INSTALL_HINT = 'pip install "loco-stream[ray]"'
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1
 
 
 class RayUnavailable(RuntimeError):
@@ -73,33 +75,46 @@ def import_ray() -> Any:
 
 
 def connect(address: str = "auto", num_cpus: int | None = None) -> Any:
-    """Connect to a Ray cluster (``auto``: this machine's, ``local``: a new private one, or an
-    ADDRESS), or reuse the connection this process has; returns the ``ray`` module.
+    """Connect to a Ray cluster (``auto``: this machine's if it is in one, else a private one;
+    ``local``: a new private one; or an ADDRESS), or reuse the connection this process has;
+    returns the ``ray`` module.
 
-    A private cluster (``local``, or ``auto`` when there is none) listens on 127.0.0.1 only: its
-    node address is the loopback one (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when ``ray``
-    is imported, so set before), without dashboard and usage statistics."""
+    A private cluster listens on 127.0.0.1 only: its node address is the loopback one
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which Ray reads when imported, so it is set before;
+    checked after the start), without dashboard and usage statistics."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address in ("local", "auto") and "ray" not in sys.modules:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address == "auto" and not _cluster_here():
+        address = "local"
+    if address == "local" and "ray" not in sys.modules:
+        os.environ[LOOPBACK_ENV] = "0"
     ray = import_ray()
     if ray.is_initialized():
         return ray
     options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
-    if address == "auto":
-        try:
-            ray.init(address="auto", **options)
-            return ray
-        except ConnectionError:
-            address = "local"  # no cluster on this machine: a private one
     try:
         if address == "local":
             ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **options)
         else:
             ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as error:
-        raise RayUnavailable(f"cannot reach the Ray cluster at {address!r}: {error}") from None
+        raise RayUnavailable(
+            f"cannot reach the Ray cluster at {address!r}: {_first_line(error)} (start one with "
+            "`ray start --head`, or run a private one with --ray local)"
+        ) from None
+    if address == "local" and ray.util.get_node_ip_address() != "127.0.0.1":
+        ray.shutdown()
+        raise RayUnavailable(
+            "a private Ray cluster would listen on this machine's network address: Ray was "
+            f"imported before {LOOPBACK_ENV}=0 could be set; set it in the environment"
+        )
     return ray
+
+
+def _cluster_here() -> bool:
+    """Whether this machine is in a Ray cluster (``RAY_ADDRESS``, or the file ``ray start``
+    leaves in Ray's temporary folder)."""
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    return bool(os.environ.get("RAY_ADDRESS")) or current.exists()
 
 
 @dataclass(frozen=True)
