@@ -87,6 +87,10 @@ def test_workers_and_threads_must_be_positive(archive, tmp_path, capsys):
             detect_main([str(archive[0]), "--output", str(tmp_path / "r.json"), flag, "0"])
         assert exit_info.value.code == 2
         assert f"{flag} must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # nargs="?" took a video as the address
+        detect_main(["--ray", *map(str, archive[:2]), "--output", str(tmp_path / "r.json")])
+    assert exit_info.value.code == 2
+    assert "put the videos before --ray" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

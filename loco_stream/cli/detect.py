@@ -161,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.ray is not None and Path(args.ray).exists():
+        parser.error(
+            f"--ray took '{args.ray}', a file, as the cluster's address: put the videos before "
+            "--ray, or give it an address (auto, local, HOST:PORT)"
+        )
     workers = args.workers or 1
     threads = args.threads or default_threads(workers)
     problem = output_problem(args.output)
