@@ -15,16 +15,18 @@ import pytest
 
 from loco_stream.cli.detect import main as detect_main
 from loco_stream.cli.stream import main as stream_main
-from loco_stream.stream.multi import MultiStreamEngine, StreamSpec
+from loco_stream.stream.multi import MultiStreamEngine, StreamEvent, StreamSpec
 from loco_stream.stream.ray_cluster import (
     INSTALL_HINT,
     RayStreams,
     RayUnavailable,
+    StreamLedger,
     connect,
     import_ray,
     plan_placements,
     split_streams,
 )
+from loco_stream.stream.stitch import Event
 from loco_stream.synth import sample_scenario, write_clip
 
 CLIP_SECONDS = 12.0
@@ -56,6 +58,41 @@ def test_groups_follow_the_actors_cpu_shares():
     assert [len(g) for g in groups] == [8, 2]
     assert [s.name for g in groups for s in g] == [s.name for s in specs]  # each once, in order
     assert [len(g) for g in split_streams(specs[:3], [1, 1, 100])] == [1, 1, 1]
+
+
+def event(kind: str, event_id: int, at: float) -> Event:
+    end = at - 0.5 if kind == "end" else None
+    return Event(kind, event_id, "dog", 3, at - 2.0, end, 0.8, at)
+
+
+def test_a_file_streams_ledger_hands_out_each_record_once_in_order():
+    """Records 0..n-1 once each: a replayed record already handed out is dropped, a gap is an
+    error, and the replacement skips what was handed out and catches up to its time."""
+    ledger = StreamLedger(StreamSpec("door", input=Path("door.mp4"), realtime=True))
+    records = [event("start", 0, 2.0), event("start", 1, 3.0), event("end", 0, 4.0)]
+    handed = [ledger.accept(n, StreamEvent("door", e)) for n, e in enumerate(records)]
+    assert [h.event for h in handed] == records
+    resumed = ledger.resumed_spec()
+    assert (resumed.skip_records, resumed.resume_at, resumed.realtime) == (3, 4.0, True)
+    assert ledger.accept(2, StreamEvent("door", records[2])) is None  # already handed out
+    later = event("end", 1, 9.0)
+    assert ledger.accept(3, StreamEvent("door", later)).event == later
+    with pytest.raises(RuntimeError, match="record 5 arrived after 4"):
+        ledger.accept(5, StreamEvent("door", event("start", 2, 10.0)))
+    assert (ledger.handed_out, ledger.open_ids) == (4, set())
+
+
+def test_a_live_streams_ledger_shifts_a_resumed_streams_ids_past_the_written_ones():
+    ledger = StreamLedger(StreamSpec("hall", camera="0", microphone="default"))
+    for number, record in enumerate([event("start", 0, 2.0), event("start", 1, 3.0)]):
+        ledger.accept(number, StreamEvent("hall", record))
+    ledger.accept(2, StreamEvent("hall", event("end", 1, 4.0)))
+    assert ledger.open_ids == {0}  # its end will never come: the worker that knew it died
+    assert ledger.resumed_spec().skip_records == 0  # a live source resumes at "now"
+    assert ledger.open_ids == set()
+    renamed = ledger.accept(0, StreamEvent("hall", event("start", 0, 1.0)))  # the new worker
+    assert renamed.event.id == 2 and renamed.stream == "hall"
+    assert ledger.accept(1, StreamEvent("hall", event("end", 0, 2.0))).event.id == 2
 
 
 def test_missing_ray_names_the_install_command(monkeypatch):

@@ -237,6 +237,60 @@ class StreamWorker:
         self._stop.set()
 
 
+class StreamLedger:
+    """What the driver has handed out of one stream, and so where a replacement resumes it.
+
+    A file's events are numbered by the worker (their index among the stream's start and end
+    records); ``accept`` lets through only the next number, so what was handed out is always
+    records 0..n-1, once each, in order. A live stream cannot be replayed: its events pass as
+    they come, their ids shifted after the ones handed out once it has been resumed.
+    """
+
+    def __init__(self, spec: StreamSpec) -> None:
+        self.spec = spec
+        self.handed_out = 0  # event records
+        self.last_time = 0.0  # emitted_at of the last one
+        self.open_ids: set[int] = set()  # a start record handed out, no end yet
+        self._next_id = 0  # one past the highest id handed out
+        self._id_offset = 0  # added to a resumed live stream's ids
+
+    def accept(self, number: int, item: StreamEvent) -> StreamEvent | None:
+        """``item`` (renumbered for a resumed live stream) if it is to be handed out now; None
+        for a file's record handed out before its worker died."""
+        event = item.event
+        if self.spec.live:
+            if self._id_offset:
+                event = dataclasses.replace(event, id=event.id + self._id_offset)
+                item = StreamEvent(item.stream, event)
+            self._next_id = max(self._next_id, event.id + 1)
+        elif number != self.handed_out:
+            if number > self.handed_out:  # cannot happen: the worker numbers every record
+                raise RuntimeError(
+                    f"stream '{self.spec.name}': record {number} arrived after "
+                    f"{self.handed_out} were handed out; records in between are missing"
+                )
+            return None
+        if event.type == "start":
+            self.open_ids.add(event.id)
+        else:
+            self.open_ids.discard(event.id)
+        self.handed_out += 1
+        self.last_time = event.emitted_at
+        return item
+
+    def resumed_spec(self) -> StreamSpec:
+        """The spec for a replacement worker: a file skips the records handed out and reads
+        unpaced up to the last one's time; a live stream starts anew, its ids after ours and its
+        open events left open (``open_ids`` still names them; cleared here)."""
+        if self.spec.live:
+            self._id_offset = self._next_id
+            self.open_ids.clear()
+            return self.spec
+        return dataclasses.replace(
+            self.spec, skip_records=self.handed_out, resume_at=self.last_time
+        )
+
+
 @dataclass
 class Restart:
     """One replaced actor: which streams, how long until they were running again."""
@@ -293,15 +347,12 @@ class RayStreams:
         self.log = log
         self.groups: list[_Group] = []
         self.restarts: list[Restart] = []
-        self._written: dict[str, int] = {}  # event records handed out, per stream
-        self._last_time: dict[str, float] = {}  # emitted_at of the last one
-        self._id_offset: dict[str, int] = {}  # live streams after a restart: ids continue
-        self._next_id: dict[str, int] = {}  # live streams: one past the highest id written
-        self._open: dict[str, set[int]] = {}  # ids with a start record and no end yet
+        self.ledgers: dict[str, StreamLedger] = {}
 
     def written(self, name: str) -> int:
         """Event records of stream ``name`` handed out so far."""
-        return self._written.get(name, 0)
+        ledger = self.ledgers.get(name)
+        return 0 if ledger is None else ledger.handed_out
 
     def run(
         self,
@@ -322,8 +373,7 @@ class RayStreams:
         pairs = zip(placements, groups, strict=True)
         self.groups = [_Group(i, place, group) for i, (place, group) in enumerate(pairs)]
         reports: dict[str, StreamReport] = {}
-        for name in names:
-            self._written[name], self._next_id[name], self._open[name] = 0, 0, set()
+        self.ledgers = {spec.name: StreamLedger(spec) for spec in specs}
         for group in self.groups:
             self._start(group, group.specs)
         stopping_since: float | None = None
@@ -432,21 +482,11 @@ class RayStreams:
             return
         resumed = []
         for spec in open_specs:
-            if spec.live:  # no replay: new ids follow the written ones
-                self._id_offset[spec.name] = self._next_id[spec.name]
-                if self._open[spec.name]:
-                    ids = ", ".join(f"#{i}" for i in sorted(self._open[spec.name]))
-                    self.log(f"ray: stream '{spec.name}' is live: its open events {ids} stay open")
-                    self._open[spec.name].clear()
-                resumed.append(spec)
-                continue
-            resumed.append(
-                dataclasses.replace(
-                    spec,
-                    skip_records=self._written[spec.name],
-                    resume_at=self._last_time.get(spec.name, 0.0),
-                )
-            )
+            ledger = self.ledgers[spec.name]
+            if spec.live and ledger.open_ids:
+                ids = ", ".join(f"#{i}" for i in sorted(ledger.open_ids))
+                self.log(f"ray: stream '{spec.name}' is live: its open events {ids} stay open")
+            resumed.append(ledger.resumed_spec())
         group.placement = self._placement_after_death(group.placement)
         restart = Restart(
             group.index,
@@ -479,7 +519,9 @@ class RayStreams:
                 if on_start is not None and group.restart is None:
                     on_start(name, message[2])
             elif kind == "event":
-                self._hand_out(group, name, message[2], message[3], on_event)
+                item = self.ledgers[name].accept(message[2], message[3])
+                if item is not None:
+                    on_event(item)
             elif kind == "end":
                 group.ended.add(name)
                 reports[name] = message[2]
@@ -501,38 +543,6 @@ class RayStreams:
                 f"ray: actor {group.index}'s streams resumed {restart.resumed_after:.1f} s after "
                 "its death"
             )
-
-    def _hand_out(
-        self,
-        group: _Group,
-        name: str,
-        number: int,
-        item: StreamEvent,
-        on_event: Callable[[StreamEvent], None],
-    ) -> None:
-        """Hand ``item`` to ``on_event`` if it is the stream's next record (a file's), or
-        renumbered after the written ids (a live stream resumed)."""
-        spec = next(s for s in group.specs if s.name == name)
-        event = item.event
-        if spec.live:
-            if name in self._id_offset:
-                event = dataclasses.replace(event, id=event.id + self._id_offset[name])
-                item = StreamEvent(name, event)
-            self._next_id[name] = max(self._next_id[name], event.id + 1)
-        elif number != self._written[name]:
-            if number > self._written[name]:  # cannot happen: the engine numbers every record
-                raise RuntimeError(
-                    f"stream '{name}': record {number} arrived after {self._written[name]} "
-                    "were written; records in between are missing"
-                )
-            return  # written before the actor died
-        if event.type == "start":
-            self._open[name].add(event.id)
-        else:
-            self._open[name].discard(event.id)
-        self._written[name] += 1
-        self._last_time[name] = event.emitted_at
-        on_event(item)
 
 
 def _first_line(error: Exception) -> str:
