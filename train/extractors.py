@@ -1,19 +1,24 @@
-"""Train the per-step audio and visual extractors on synthetic clips, then export them to ONNX.
+"""Train the per-step audio and visual extractors on labelled clips, then export them to ONNX.
 
     python -m train.extractors --synth DIR --out MODEL_DIR [--clips 120] [--epochs 4]
+        [--background DIR]
 
 Each extractor learns, from its own modality only, which classes are present in a step (the
-``visible`` / ``audible`` intervals the generator records), as a multi-label classifier; the
-exported graph outputs the embedding before the classifier. Steps are cut from the decoded files
-by the same ``StepAssembler`` the stream uses, so training sees what serving sees.
+``visible`` / ``audible`` intervals the synthetic generator records, or the annotated events of
+a user's videos, which are both), as a multi-label classifier; event-free background clips are
+negatives for every class. The exported graph outputs the embedding before the classifier.
+Steps are cut from the decoded files by the same ``StepAssembler`` the stream uses, so training
+sees what serving sees.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,24 +52,56 @@ def step_presence(
     return presence
 
 
-def load_steps(
-    synth_dir: Path, split: str, max_clips: int, spec: StepSpec, num_classes: int
-) -> dict[str, np.ndarray]:
-    """Decode up to ``max_clips`` clips of a split into step inputs and presence labels."""
-    database = json.loads((synth_dir / "annotations.json").read_text())["database"]
+@dataclass(frozen=True)
+class LabelledClip:
+    """A clip to learn step presence from: which classes each modality shows, and when."""
+
+    video: Path
+    visible: list[dict]  # [{"segment": [s, e], "label_id": k}]: seen (events are seen ...)
+    audible: list[dict]  # ... and heard; an event-free background clip has neither
+
+
+def annotated_clips(
+    annotations: Path, videos: Path, split: str, max_clips: int
+) -> list[LabelledClip]:
+    """The first ``max_clips`` clips of a split of a UnAV-layout file. The synthetic generator
+    records each modality's own intervals (``visible``, ``audible``); elsewhere the annotated
+    events, heard and seen at once, are both."""
+    database = json.loads(annotations.read_text())["database"]
     video_ids = sorted(v for v, entry in database.items() if entry["subset"] == split)[:max_clips]
+    clips = []
+    for video_id in video_ids:
+        entry = database[video_id]
+        events = entry.get("annotations", [])
+        path = next(videos.glob(f"{glob.escape(video_id)}.*"), videos / f"{video_id}.mp4")
+        clips.append(LabelledClip(path, entry.get("visible", events), entry.get("audible", events)))
+    return clips
+
+
+def background_clips(videos: list[Path]) -> list[LabelledClip]:
+    """Event-free clips: every step is a negative for every class in both modalities."""
+    return [LabelledClip(video, [], []) for video in videos]
+
+
+def load_steps(
+    clips: list[LabelledClip], spec: StepSpec, num_classes: int, desc: str
+) -> dict[str, np.ndarray]:
+    """Decode clips into step inputs and per-modality presence labels."""
     frames, audio, visible, audible = [], [], [], []
-    for video_id in tqdm(video_ids, desc=f"decode {split}", leave=False):
+    for clip in tqdm(clips, desc=f"decode {desc}", leave=False):
         try:
-            steps = list(file_steps(synth_dir / "videos" / f"{video_id}.mp4", spec))
+            steps = list(file_steps(clip.video, spec))
         except MediaError as error:
             print(f"skipped: {error}", file=sys.stderr)
             continue
-        entry = database[video_id]
+        if not steps:
+            continue
         frames.append(np.stack([s.frames for s in steps]))
         audio.append(np.stack([s.audio for s in steps]))
-        visible.append(step_presence(entry["visible"], len(steps), spec.step_seconds, num_classes))
-        audible.append(step_presence(entry["audible"], len(steps), spec.step_seconds, num_classes))
+        visible.append(step_presence(clip.visible, len(steps), spec.step_seconds, num_classes))
+        audible.append(step_presence(clip.audible, len(steps), spec.step_seconds, num_classes))
+    if not frames:
+        raise MediaError(f"none of the {len(clips)} {desc} clips could be decoded")
     return {
         "frames": np.concatenate(frames),  # (S, F, H, W, 3) uint8
         "audio": np.concatenate(audio),  # (S, samples_per_step) float32
@@ -121,10 +158,10 @@ def presence_accuracy(
 
 
 def train_extractors(
-    synth_dir: Path,
+    train_clips: list[LabelledClip],
+    held_out_clips: list[LabelledClip],
     out_dir: Path,
     num_classes: int,
-    clips: int = 120,
     epochs: int = 4,
     spec: StepSpec = DEFAULT_SPEC,
     seed: int = 0,
@@ -132,8 +169,8 @@ def train_extractors(
     """Train both extractors, export them to ``out_dir``; returns a small report."""
     torch.manual_seed(seed)
     started = time.perf_counter()
-    train = load_steps(synth_dir, "train", clips, spec, num_classes)
-    held_out = load_steps(synth_dir, "validation", max(clips // 6, 4), spec, num_classes)
+    train = load_steps(train_clips, spec, num_classes, "train")
+    held_out = load_steps(held_out_clips, spec, num_classes, "held-out")
     print(f"{len(train['audio'])} training steps, {len(held_out['audio'])} held-out steps")
     audio = PresenceClassifier(
         AudioEncoder(spec.sample_rate, FEATURE_DIM), FEATURE_DIM, num_classes
@@ -170,13 +207,19 @@ def train_extractors(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.extractors", description=__doc__)
     parser.add_argument("--synth", type=Path, required=True, help="folder written by loco-synth")
+    parser.add_argument("--background", type=Path, help="folder of event-free videos (negatives)")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write into")
     parser.add_argument("--clips", type=int, default=120)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--num-classes", type=int, default=16)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = train_extractors(args.synth, args.out, args.num_classes, args.clips, args.epochs)
+    annotations, videos = args.synth / "annotations.json", args.synth / "videos"
+    train_clips = annotated_clips(annotations, videos, "train", args.clips)
+    if args.background:
+        train_clips += background_clips(sorted(args.background.glob("*.mp4")))
+    held_out = annotated_clips(annotations, videos, "validation", max(args.clips // 6, 4))
+    report = train_extractors(train_clips, held_out, args.out, args.num_classes, args.epochs)
     print(json.dumps(report, indent=1))
     return 0
 
