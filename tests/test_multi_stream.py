@@ -178,12 +178,12 @@ def test_n_streams_in_one_process_give_the_records_of_n_single_runs(
     rows_per_call: list[int] = []
     real_run_rows = batched_module.run_rows
 
-    def counting(graph, inputs):
+    def counting(graph, inputs, *options):
         rows_per_call.append(len(next(iter(inputs.values()))))
-        return real_run_rows(graph, inputs)
+        return real_run_rows(graph, inputs, *options)
 
     monkeypatch.setattr(batched_module, "run_rows", counting)
-    with MultiStreamEngine(batched_dir, threads=1) as engine:
+    with MultiStreamEngine(batched_dir, threads=2) as engine:  # a batch: 2 chunks at once
         assert engine.model.batched
         records, reports = multi_run(engine, specs_of(clips))
     assert max(rows_per_call) > 1  # steps and windows of several streams went in one call

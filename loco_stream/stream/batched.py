@@ -4,8 +4,9 @@
 ``bundle.BATCH_GRAPHS``); `BatchedModel` runs those when the directory has them and the backend is
 ONNX Runtime. Otherwise it runs the batch-1 graphs once per row and says so once (a warning): on
 the CPU that costs little (ONNX Runtime's per-call overhead is a few tens of microseconds), on a
-GPU it leaves the device mostly idle. A graph whose batch axis is fixed (B > 1) gets batches
-padded to B. The rows of a batch do not interact: a stream's outputs never depend on the streams
+GPU it leaves the device mostly idle. On the CPU backend a batch is cut into ``threads`` chunks
+run at once, each on one ONNX Runtime thread (data parallelism scales better than one call's
+intra-op threads). A graph whose batch axis is fixed (B > 1) gets batches padded to B. The rows of a batch do not interact: a stream's outputs never depend on the streams
 batched with it.
 
 It also offers the single-stream interface of `ModelDir` (``info``, ``spec``, ``step_features``,
@@ -16,6 +17,7 @@ stream) computes exactly what it computes in a batch.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,22 +38,34 @@ def _batch_size(graph: Backend) -> int | None:
     return next(iter(graph.input_specs.values())).shape[0]
 
 
-def run_rows(graph: Backend, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_rows(
+    graph: Backend,
+    inputs: dict[str, np.ndarray],
+    pool: ThreadPoolExecutor | None = None,
+    workers: int = 1,
+) -> dict[str, np.ndarray]:
     """Run ``inputs`` (B, ...) through ``graph`` in as few calls as its batch axis allows: chunks of
-    ``MAX_BATCH`` when it is free, padded chunks of its size when it is fixed."""
+    ``MAX_BATCH`` when it is free, padded chunks of its size when it is fixed. With a ``pool`` of
+    ``workers`` threads a free batch is cut into that many chunks, run at once."""
     rows = len(next(iter(inputs.values())))
-    size = _batch_size(graph) or MAX_BATCH
-    parts: list[dict[str, np.ndarray]] = []
-    for begin in range(0, rows, size):
+    fixed = _batch_size(graph)
+    size = fixed or min(MAX_BATCH, -(-rows // workers))
+
+    def run_chunk(begin: int) -> dict[str, np.ndarray]:
         chunk = {name: array[begin : begin + size] for name, array in inputs.items()}
         taken = len(next(iter(chunk.values())))
-        if _batch_size(graph) is not None and taken < size:  # pad with copies of the first row
+        if fixed is not None and taken < size:  # pad with copies of the first row
             chunk = {
                 name: np.concatenate([array, np.repeat(array[:1], size - taken, axis=0)])
                 for name, array in chunk.items()
             }
-        out = graph.run(chunk)
-        parts.append({name: array[:taken] for name, array in out.items()})
+        return {name: array[:taken] for name, array in graph.run(chunk).items()}
+
+    begins = range(0, rows, size)
+    if pool is not None and len(begins) > 1:
+        parts = list(pool.map(run_chunk, begins))
+    else:
+        parts = [run_chunk(begin) for begin in begins]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
@@ -75,13 +89,20 @@ class BatchedModel:
         self.info = self.model.info
         self.spec = self.model.spec
         self._graphs: dict[str, Backend] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        backend = self.model.window_graph.name
+        # on the CPU a batch runs as `threads` chunks at once, each on one thread: convolutions
+        # and small matrices scale better over rows than over one call's intra-op threads
+        self._workers = threads if backend == "onnxruntime" else 1
         try:
             if batched:
-                self._graphs = self._open_batched(self.model.window_graph.name, threads)
+                self._graphs = self._open_batched(backend, 1 if self._workers > 1 else threads)
         except Exception:
             self.close()
             raise
         self.batched = bool(self._graphs)
+        if self.batched and self._workers > 1:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="loco-batch")
 
     def _open_batched(self, backend: str, threads: int) -> dict[str, Backend]:
         """The batched graphs of the directory on ``backend``, verified; {} with a warning when
@@ -130,8 +151,8 @@ class BatchedModel:
             return np.stack([v for v, _ in pairs]), np.stack([a for _, a in pairs])
         frames = np.stack([step.frames for step in steps])  # (S, F, H, W, 3) uint8
         audio = np.stack([step.audio for step in steps])  # (S, samples) float32
-        visual = run_rows(self._graphs["visual"], {"frames": frames})["features"]
-        return visual, run_rows(self._graphs["audio"], {"waveform": audio})["features"]
+        visual = self._run("visual", {"frames": frames})["features"]
+        return visual, self._run("audio", {"waveform": audio})["features"]
 
     def windows(
         self, visual: np.ndarray, audio: np.ndarray, mask: np.ndarray
@@ -143,9 +164,11 @@ class BatchedModel:
                 for i in range(len(visual))
             ]
             return np.concatenate([s for s, _ in outs]), np.concatenate([g for _, g in outs])
-        inputs = {"visual": visual, "audio": audio, "mask": mask}
-        out = run_rows(self._graphs["window"], inputs)
+        out = self._run("window", {"visual": visual, "audio": audio, "mask": mask})
         return out["scores"], out["segments"]
+
+    def _run(self, role: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_rows(self._graphs[role], inputs, self._pool, self._workers)
 
     def step_features(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
         """One step's (visual (Dv,), audio (Da,)) features, by the same graphs as ``features``."""
@@ -159,6 +182,9 @@ class BatchedModel:
         return self.windows(visual, audio, mask)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         for graph in self._graphs.values():
             graph.close()
         self._graphs = {}
