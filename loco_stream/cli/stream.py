@@ -183,6 +183,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         args.input = args.input[0] if args.input else None
         args.camera = args.camera[0] if args.camera else None
         args.mic = args.mic[0] if args.mic else None
+    if args.ray_actors is not None and (args.ray is None or args.ray_actors < 1):
+        parser.error("--ray-actors N goes with --ray, N at least 1")
     if (args.seed is not None or args.duration is not None) and not args.demo:
         parser.error("--seed and --duration are options of --demo")
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
