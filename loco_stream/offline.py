@@ -348,16 +348,22 @@ def detect_files_on_ray(
 
 
 def _ray_outcomes(
-    ray: Any, paths: list[Path], model: ModelSpec, max_events: int | None, cpus: list[float]
+    ray: Any,
+    paths: list[Path],
+    model: ModelSpec,
+    max_events: int | None,
+    cpus: list[float],
+    detector: type = _RayClipDetector,
 ) -> Iterator[ClipResult]:
-    """The clips' results from one actor per entry of ``cpus`` (its CPUs), as they finish."""
+    """The clips' results from one ``detector`` actor per entry of ``cpus`` (its CPUs), as they
+    finish."""
     queue = deque(paths)
     deaths: dict[Path, int] = {}
 
     def new_actor(cpus: float) -> Any:
         options = {"num_cpus": cpus, "max_restarts": 0}
         spec = dataclasses.replace(model, threads=max(1, int(cpus)))
-        return ray.remote(_RayClipDetector).options(**options).remote(spec)
+        return ray.remote(detector).options(**options).remote(spec)
 
     idle = [(new_actor(c), c) for c in cpus]
     running: dict[Any, tuple[Any, float, Path]] = {}  # ObjectRef -> (actor, cpus, path)

@@ -15,6 +15,7 @@ import pytest
 
 from loco_stream.cli.detect import main as detect_main
 from loco_stream.cli.stream import main as stream_main
+from loco_stream.offline import WORKER_DIED, ClipResult, ModelSpec, _ray_outcomes
 from loco_stream.stream.multi import MultiStreamEngine, StreamEvent, StreamSpec
 from loco_stream.stream.ray_cluster import (
     INSTALL_HINT,
@@ -264,3 +265,29 @@ def test_loco_stream_ray_writes_the_files_of_one_process(cluster, clips, tmp_pat
     assert sorted(files["one"]) == ["s0.jsonl", "s1.jsonl", "s2.jsonl"]
     assert sum(map(len, files["one"].values())) > 0
     assert files["ray"] == files["one"]
+
+
+@pytest.mark.slow
+def test_a_clip_whose_ray_actor_dies_runs_once_more_then_is_reported(cluster, clips, tmp_path):
+    """Actors that die (os._exit) on clip1 once and on clip2 always: clip1's second run gives
+    its result, clip2 is reported after dying twice, the others are unaffected."""
+    died_once = tmp_path / "died_once"
+
+    class DyingDetector:
+        def __init__(self, spec: ModelSpec) -> None:
+            pass
+
+        def detect(self, path: Path, max_events: int | None) -> ClipResult:
+            if path.name == "clip1.mp4" and not died_once.exists():
+                died_once.touch()
+                os._exit(1)
+            if path.name == "clip2.mp4":
+                os._exit(1)
+            return ClipResult(path, [{"label_id": 0}], 12.0)
+
+    outcomes = _ray_outcomes(cluster, clips[:4], ModelSpec(), None, [1.0, 1.0], DyingDetector)
+    results = {r.path.name: r for r in outcomes}
+    assert sorted(results) == ["clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
+    assert [results[f"clip{i}.mp4"].error for i in (0, 1, 3)] == [None] * 3
+    assert results["clip2.mp4"].error == WORKER_DIED
+    assert died_once.exists()
