@@ -217,6 +217,7 @@ def detect_files(
     them here on ``model`` (a `ModelDir`, or a `ModelSpec` to open); more run them in that many
     processes, each opening ``model`` (then a `ModelSpec`)."""
     paths = list(paths)
+    workers = max(1, min(workers, len(paths)))  # no process without a clip to run
     if workers > 1:
         if not isinstance(model, ModelSpec):
             raise TypeError("workers > 1 open their own models: pass a ModelSpec")
