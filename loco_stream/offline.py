@@ -1,15 +1,17 @@
-"""Offline detection: whole clips, one at a time or many over worker processes.
+"""Offline detection: whole clips, one at a time, over worker processes, or on Ray actors.
 
 A clip of L steps runs as one padded window when L <= T, else as windows of T steps every T/2
 steps, the last one ending at the clip's end, so every step is seen with context on both sides
-and memory stays bounded by one window. Candidates of all windows go through one soft-NMS.
+and memory stays bounded by one window (a batch of windows with batched graphs). Candidates of
+all windows go through one soft-NMS. A model directory with graphs with a batch axis runs
+``STEP_BATCH`` steps and up to ``MAX_BATCH`` windows per call (`ModelSpec.batched`).
 
 `detect_files` runs many clips over ``workers`` processes, each with its own model, at most one
 clip per process in flight. A clip that fails (unreadable, no audio, too short, any error) comes
 back as a failed `ClipResult` and the others go on. A worker process that dies (a crash in a
 decoder, the kernel's out-of-memory killer) breaks only the clips it might have held: those in
 flight at that moment are run again one at a time, so a clip is blamed only when it kills a
-process running nothing else.
+process running nothing else. `detect_files_on_ray` does the same on a Ray cluster's actors.
 """
 
 from __future__ import annotations
