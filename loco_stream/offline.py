@@ -360,7 +360,8 @@ def _ray_outcomes(
 ) -> Iterator[ClipResult]:
     """The clips' results from one ``detector`` actor per entry of ``cpus`` (its CPUs), as they
     finish."""
-    queue = deque(paths)
+    given = {path.resolve(): path for path in paths}  # actors get absolute paths
+    queue = deque(given)
     deaths: dict[Path, int] = {}
 
     def new_actor(cpus: float) -> Any:
@@ -387,10 +388,10 @@ def _ray_outcomes(
                 if deaths[path] == 1:
                     queue.appendleft(path)
                 else:
-                    yield ClipResult(path, [], 0.0, str(WORKER_DIED))
+                    yield ClipResult(given[path], [], 0.0, str(WORKER_DIED))
                 continue
             idle.append((actor, share))
-            yield result
+            yield dataclasses.replace(result, path=given[path])
     finally:
         for actor, _ in idle:
             ray.kill(actor)

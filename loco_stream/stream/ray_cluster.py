@@ -342,7 +342,7 @@ class RayStreams:
         log: Callable[[str], None] = print,
     ) -> None:
         self.ray = connect(address)
-        self.model = None if model is None else str(model)
+        self.model = None if model is None else str(Path(model).resolve())
         self.backend, self.hop, self.batched, self.actors = backend, hop, batched, actors
         self.log = log
         self.groups: list[_Group] = []
@@ -367,6 +367,7 @@ class RayStreams:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
             raise ValueError("stream names must be unique")
+        specs = [_absolute(spec) for spec in specs]  # other nodes have other working folders
         gpus = self.backend in GPU_BACKENDS
         placements = plan_placements(self.ray.nodes(), len(specs), self.actors, gpus)
         groups = split_streams(specs, [p.cpus for p in placements])
@@ -543,6 +544,11 @@ class RayStreams:
                 f"ray: actor {group.index}'s streams resumed {restart.resumed_after:.1f} s after "
                 "its death"
             )
+
+
+def _absolute(spec: StreamSpec) -> StreamSpec:
+    """``spec`` with its file as an absolute path."""
+    return spec if spec.input is None else dataclasses.replace(spec, input=spec.input.resolve())
 
 
 def _first_line(error: Exception) -> str:
