@@ -1,7 +1,7 @@
 """Offline throughput of ``loco-detect``: media-hours detected per hour, by number of workers.
 
     python benchmarks/bench_detect.py [--videos data/synth/videos] [--limit 16]
-        [--workers 1,2] [--threads T] [--model DIR] [--batch1]
+        [--workers 1,2] [--threads T] [--model DIR] [--batch1] [--ray]
 
 Runs the same clips once per ``--workers`` value through `loco_stream.offline.detect_files`, the
 path ``loco-detect --workers N`` takes (worker start-up and model loading included in the time),
@@ -10,9 +10,10 @@ media-hours per hour and the real-time factor (wall time over media time). Every
 the same events (checked). ``--threads`` defaults to ``loco-detect``'s: 2 for one worker, the
 cores shared out for more. A model directory with graphs with a batch axis (``python -m export
 --batch``) runs them, 32 steps and up to 64 windows a call; ``--batch1`` adds a row per worker
-count on its batch-1 graphs. Clips:
-any folder of mp4 files with an audio track, e.g. ``loco-synth --out data/synth --videos 16
---split test``.
+count on its batch-1 graphs. ``--ray`` adds a row per worker count on that many actors of a
+private local Ray cluster (``loco-detect --ray local --workers N``; the cluster's start is
+timed apart). Clips: any folder of mp4 files with an audio track, e.g. ``loco-synth --out
+data/synth --videos 16 --split test``.
 """
 
 from __future__ import annotations
@@ -26,15 +27,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from loco_stream.bundle import BATCH_GRAPHS, read_card, resolve_dir  # noqa: E402
-from loco_stream.offline import ClipResult, ModelSpec, default_threads, detect_files  # noqa: E402
+from loco_stream.offline import (  # noqa: E402
+    ClipResult,
+    ModelSpec,
+    default_threads,
+    detect_files,
+    detect_files_on_ray,
+)
+from loco_stream.stream.ray_cluster import connect  # noqa: E402
 
 DEFAULT_VIDEOS = ROOT / "data" / "synth" / "videos"
 
 
-def run(paths: list[Path], spec: ModelSpec, workers: int) -> tuple[float, dict[Path, ClipResult]]:
-    """Wall seconds of detecting ``paths`` with ``workers`` processes, and the results."""
+def run(
+    paths: list[Path], spec: ModelSpec, workers: int, ray: bool
+) -> tuple[float, dict[Path, ClipResult]]:
+    """Wall seconds of detecting ``paths`` with ``workers`` processes (or Ray actors), and the
+    results."""
     began = time.perf_counter()
-    results = {r.path: r for r in detect_files(paths, spec, None, workers)}
+    if ray:
+        outcomes = detect_files_on_ray(paths, spec, None, workers, "local")
+    else:
+        outcomes = detect_files(paths, spec, None, workers)
+    results = {r.path: r for r in outcomes}
     return time.perf_counter() - began, results
 
 
@@ -46,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="threads per graph in each worker")
     parser.add_argument("--model", help="model directory (default: the packaged default model)")
     parser.add_argument("--batch1", action="store_true", help="also the batch-1 graphs")
+    parser.add_argument("--ray", action="store_true", help="also on a private Ray cluster")
     args = parser.parse_args(argv)
     paths = sorted(args.videos.glob("*.mp4"))[: args.limit]
     if not paths:
@@ -58,12 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     card = read_card(resolve_dir(args.model))
     has_batch_graphs = set(BATCH_GRAPHS.values()) <= set(card.files)
     rows, reference = [], None
-    runs = [(int(w), True) for w in args.workers.split(",")]
-    runs += [(workers, False) for workers, _ in runs] if args.batch1 else []
-    for workers, batched in runs:
+    counts = [int(w) for w in args.workers.split(",")]
+    runs = [(workers, True, False) for workers in counts]
+    runs += [(workers, False, False) for workers in counts] if args.batch1 else []
+    if args.ray:
+        began = time.perf_counter()
+        connect("local")
+        print(f"private Ray cluster started in {time.perf_counter() - began:.1f} s")
+        runs += [(workers, True, True) for workers in counts]
+    for workers, batched, ray in runs:
         threads = args.threads or default_threads(workers)
         spec = ModelSpec(args.model, "onnxruntime", threads, batched)
-        wall, results = run(paths, spec, workers)
+        wall, results = run(paths, spec, workers, ray)
         failed = [r for r in results.values() if r.error]
         if failed:
             print(f"bench_detect: error: {failed[0].path}: {failed[0].error}", file=sys.stderr)
@@ -75,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         reference = reference or events
         hours = sum(r.duration for r in results.values()) / 3600
         graphs = "batched" if batched and has_batch_graphs else "batch-1"
-        rows.append((workers, threads, graphs, len(paths), hours, wall))
+        where = f"{workers} Ray actor(s)" if ray else f"{workers} process(es)"
+        rows.append((where, threads, graphs, len(paths), hours, wall))
     print(
         "| workers | threads each | graphs | clips | media (h) | wall (s) | media-h per h "
         "| wall / media |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|---:|")
-    for workers, threads, graphs, clips, hours, wall in rows:
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for where, threads, graphs, clips, hours, wall in rows:
         print(
-            f"| {workers} | {threads} | {graphs} | {clips} | {hours:.3f} | {wall:.1f} | "
+            f"| {where} | {threads} | {graphs} | {clips} | {hours:.3f} | {wall:.1f} | "
             f"{hours / (wall / 3600):.0f} | {wall / (hours * 3600):.4f} |"
         )
     return 0
