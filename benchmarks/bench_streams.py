@@ -150,8 +150,11 @@ def trial_batched(model: Path, paths: list[Path], threads: int) -> dict:
     with MultiStreamEngine(model, threads=threads) as engine:
         _warm(engine.model)
         _wait_for_start()
+        began = time.process_time()
         reports = engine.run(specs, lambda event: None, lag_from=WARM_UP)
+        cpu = time.process_time() - began
     return {
+        "cpu": cpu,
         "lags": [report.max_lag for report in reports],
         "errors": [report.error for report in reports if report.error],
         "media": [report.stats.media_seconds for report in reports],
@@ -186,6 +189,7 @@ def trial_single(model: Path, path: Path) -> dict:
         _warm(loaded)
         engine = StreamEngine(loaded)
         _wait_for_start()
+        cpu = time.process_time()
         source = FileSource(path, realtime=True)
         max_lag, steps, decode = None, 0, 0.0
         items = iter(source)
@@ -203,10 +207,12 @@ def trial_single(model: Path, path: Path) -> dict:
                     max_lag = lag if max_lag is None else max(max_lag, lag)
         engine.finish()
         source.close()
+        cpu = time.process_time() - cpu
     stats = engine.stats
     other = stats.compute_seconds - stats.extract_seconds - stats.window_seconds
     return {
         "lag": max_lag,
+        "cpu": cpu,
         "media": stats.media_seconds,
         "parts": {
             "decode": decode,
@@ -260,43 +266,71 @@ def run_trial(mode: str, model: Path, count: int, paths: list[Path], threads: in
         lags = [out["lag"] for out in outputs]
         result = {"lags": lags, "parts": [out["parts"] for out in outputs]}
         result["media"] = [out["media"] for out in outputs]
+        result["cpu"] = sum(out["cpu"] for out in outputs)
     worst = max((lag if lag is not None else float("inf")) for lag in lags)
     held = worst < MAX_LAG and not result.get("errors")
     return Trial(count, held, worst, result)
 
 
-def largest_held(
-    mode: str, model: Path, paths: list[Path], threads: int, guess: int, limit: int
-) -> tuple[Trial | None, list[Trial]]:
-    """The trial of the largest count held (None when not even 1 is), and every trial run."""
-    trials: list[Trial] = []
+class Search:
+    """The largest count held: doubling (or halving) from a guess to bracket it, then bisection."""
 
-    def trial(count: int) -> Trial:
-        result = run_trial(mode, model, count, paths, threads)
-        trials.append(result)
-        print(
-            f"  {mode:<8} {count:>3} streams: max lag {result.max_lag:6.2f} s "
-            f"{'held' if result.held else 'NOT held'}",
-            flush=True,
-        )
-        return result
+    def __init__(self, mode: str, guess: int, limit: int) -> None:
+        self.mode, self.limit = mode, limit
+        self.count = max(1, min(guess, limit))  # the next count to try
+        self.best: Trial | None = None  # the largest count held so far
+        self.failed: int | None = None  # the smallest count not held so far
+        self.done = False
+        self.trials: list[Trial] = []
 
-    best: Trial | None = None
-    failed: int | None = None
-    count = max(1, min(guess, limit))
-    while True:  # double up, or halve down, to bracket the largest count held
-        result = trial(count)
-        if result.held:
-            best = result
-            if count >= limit or (failed is not None and count + 1 >= failed):
-                break
-            count = min(limit, count * 2) if failed is None else (count + failed) // 2
+    def record(self, trial: Trial) -> None:
+        self.trials.append(trial)
+        count = trial.count
+        if trial.held:
+            self.best = trial
+            if count >= self.limit or (self.failed is not None and count + 1 >= self.failed):
+                self.done = True
+            elif self.failed is None:
+                self.count = min(self.limit, count * 2)
+            else:
+                self.count = (count + self.failed) // 2
         else:
-            failed = count
-            if count == 1 or (best is not None and best.count + 1 >= count):
-                break
-            count = max(1, count // 2) if best is None else (best.count + count) // 2
-    return best, trials
+            self.failed = count
+            if count == 1 or (self.best is not None and self.best.count + 1 >= count):
+                self.done = True
+            elif self.best is None:
+                self.count = max(1, count // 2)
+            else:
+                self.count = (self.best.count + count) // 2
+
+
+def search_all(
+    modes: list[str], model: Path, paths: list[Path], threads: int, guess: int, limit: int
+) -> dict[str, Search]:
+    """Every mode's search, their trials interleaved (a busy machine's load drifts: both modes
+    then meet about the same load)."""
+    searches = {
+        mode: Search(mode, guess, limit if mode == "batched" else min(limit, MAX_PROCESSES))
+        for mode in modes
+    }
+    while not all(search.done for search in searches.values()):
+        for search in searches.values():
+            if search.done:
+                continue
+            trial = run_trial(search.mode, model, search.count, paths, threads)
+            print(
+                f"  {search.mode:<8} {trial.count:>3} streams: max lag {trial.max_lag:6.2f} s "
+                f"{'held' if trial.held else 'NOT held'}, CPU {cpu_per_stream(trial):5.1f} ms "
+                "per stream-second",
+                flush=True,
+            )
+            search.record(trial)
+    return searches
+
+
+def cpu_per_stream(trial: Trial) -> float:
+    """The trial's processes' CPU time (all threads), ms per second of media per stream."""
+    return trial.result["cpu"] / sum(trial.result["media"]) * 1000
 
 
 # ---- report ----
@@ -350,37 +384,34 @@ def main(argv: list[str] | None = None) -> int:
     for set_name in sets:
         model = model_dir(set_name, args.vggish)
         print(f"{set_name}: {model}", flush=True)
-        held: dict[str, Trial | None] = {}
+        guess = FIRST_GUESS[set_name]
+        searches = search_all(modes, model, paths, args.threads, guess, args.max_streams)
+        everything[set_name] = {m: [t.__dict__ for t in s.trials] for m, s in searches.items()}
+        cells = []
         for mode in modes:
-            batched = held.get("batched")
-            guess = max(1, batched.count // 2) if batched else FIRST_GUESS[set_name]
-            limit = args.max_streams if mode == "batched" else min(args.max_streams, MAX_PROCESSES)
-            best, trials = largest_held(mode, model, paths, args.threads, guess, limit)
-            held[mode] = best
-            everything[f"{set_name}/{mode}"] = [t.__dict__ for t in trials]
-        counts = {mode: (held[mode].count if held.get(mode) else 0) for mode in modes}
-        lags = {mode: (held[mode].max_lag if held.get(mode) else float("nan")) for mode in modes}
-        ratio = (
-            f"{counts['batched'] / counts['separate']:.2f}"
-            if len(modes) == 2 and counts["separate"]
-            else "-"
-        )
-        rows.append(
-            f"{set_name:<20} "
-            + " ".join(f"{counts[m]:>4} ({lags[m]:4.2f} s)" for m in modes)
-            + f"  {ratio:>6}"
-        )
-        if held.get("batched"):
-            details.append(f"{set_name}, batched, {held['batched'].count} streams:")
-            details += parts_table(held["batched"])
+            best = searches[mode].best
+            if best is None:
+                cells.append(f"{0:>4} {'':>8} {'':>6}")
+            else:
+                cells.append(f"{best.count:>4} {best.max_lag:6.2f} s {cpu_per_stream(best):6.1f}")
+        ratio = "-"
+        if len(modes) == 2 and searches["separate"].best and searches["batched"].best:
+            ratio = f"{searches['batched'].best.count / searches['separate'].best.count:.2f}"
+        rows.append(f"{set_name:<20} " + "   ".join(cells) + f"   {ratio:>5}")
+        for mode in modes:
+            best = searches[mode].best
+            if best is not None:
+                details.append(f"{set_name}, {mode}, {best.count} streams:")
+                details += parts_table(best)
     print()
-    print(
-        f"{'extractor set':<20} "
-        + " ".join(f"{m + ' (lag)':>15}" for m in modes)
-        + "  batched/separate"
-    )
+    header = "   ".join(f"{m + ': held, lag, CPU':<24}" for m in modes)
+    print(f"{'extractor set':<20} {header}   held ratio")
     print("\n".join(rows))
-    print("\nper-stream cost, ms of CPU per second of media, at the largest count held:")
+    print(
+        "\nCPU: ms of CPU (every thread of the trial's processes) per second of media per stream."
+        "\nper-stream cost of each part, ms per second of media, at the largest count held (decode:"
+        "\nthe reader's CPU time; the others: time in the engine's thread):"
+    )
     print("\n".join(details))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
