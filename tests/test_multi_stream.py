@@ -430,3 +430,50 @@ def test_multi_detector_gives_each_stream_what_a_detector_gives(
         got[event.stream].append(event.event.to_record())
     for name in feeds:
         assert len(expected[name]) >= 5 and got[name] == expected[name]
+
+
+README_SNIPPET = """\
+from loco_stream.stream import MultiDetector
+from loco_stream.synth import render_audio, render_frame, sample_scenario
+
+scene = sample_scenario(seed=334, index=0, duration=20.0, split="demo")  # a synthetic clip
+detector = MultiDetector(autoprocess=False)  # the packaged default model
+for name in ("door", "hall"):
+    detector.add_stream(name, threshold=0.3)
+for k in range(round(scene.duration * 16)):  # 16 frames and 16 audio blocks a second
+    t = k / 16
+    for name in ("door", "hall"):  # a round of every stream's input...
+        detector.push_frame(name, render_frame(scene, t), t)  # as Detector.push_frame
+        detector.push_audio(name, render_audio(scene, 44100, t, t + 1 / 16), t, 44100)
+    detector.process()  # ...then every stream's due steps and windows, batched
+    for item in detector.events():  # StreamEvent: the stream's name and the Event
+        print(item.stream, item.event.type, item.event.label, item.event.start, item.event.end)
+for item in detector.close():  # every stream closed: open events end
+    print(item.stream, item.event.type, item.event.label, item.event.start, item.event.end)
+"""
+
+
+def test_the_readme_multi_detector_example_is_the_readme_s_and_finds_the_events(
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert README_SNIPPET in (Path(__file__).parents[1] / "README.md").read_text()
+    real = real_model_dir(tmp_path_factory)
+    import loco_stream.stream.batched as module
+
+    class FixtureModel(ModelDir):  # MultiDetector() opens the packaged model: the fixture's
+        def __init__(self, path: Path | None = None, *args: object) -> None:
+            super().__init__(real if path is None else path, *args)
+
+    monkeypatch.setattr(module, "ModelDir", FixtureModel)
+    exec(compile(README_SNIPPET, "README.md", "exec"), {})
+    ends: dict[str, list[tuple[float, float]]] = {"door": [], "hall": []}
+    for line in capsys.readouterr().out.splitlines():
+        words = line.split(" ")
+        if words[1] == "end":
+            ends[words[0]].append((float(words[-2]), float(words[-1])))
+    truth = [(start, end) for start, end, _ in demo_scenario(334, 20.0).events]
+    assert ends["door"] == ends["hall"] and len(ends["door"]) == len(truth)
+    for start, end in truth:
+        assert any(abs(s - start) < 1.0 and abs(e - end) < 1.0 for s, e in ends["door"])
