@@ -318,7 +318,6 @@ class _Running:
     source: MediaSource
     reader: _Reader
     lane: _Lane
-    report: StreamReport = field(init=False)
 
 
 class MultiStreamEngine:
@@ -355,9 +354,6 @@ class MultiStreamEngine:
     def streams(self) -> list[str]:
         """The names of the open streams."""
         return list(self._lanes)
-
-    def lane_stats(self, name: str) -> StreamStats:
-        return self._lane(name).stats
 
     # -- push interface ------------------------------------------------------------------------
 
