@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -297,7 +298,7 @@ def test_cli_many_files_match_single_runs_and_a_corrupt_one_fails_alone(
     done = subprocess.run(COMMAND + args, capture_output=True, text=True, timeout=180)
     assert done.returncode == 1, done.stderr  # a stream failed; the others ran to their end
     assert "stream 'corrupt'" in done.stderr and "could not be read" in done.stderr
-    assert "3 of 4 streams ran to their end; failed: corrupt" in done.stdout
+    assert "4 streams: 3 ended, 0 stopped, 1 failed (corrupt)" in done.stdout
     assert sorted(p.name for p in out_dir.iterdir()) == [f"{c.stem}.jsonl" for c in clips]
     everything = records_by_stream(merged)
     with ModelDir(model) as loaded:
@@ -477,3 +478,34 @@ def test_the_readme_multi_detector_example_is_the_readme_s_and_finds_the_events(
     assert ends["door"] == ends["hall"] and len(ends["door"]) == len(truth)
     for start, end in truth:
         assert any(abs(s - start) < 1.0 and abs(e - end) < 1.0 for s, e in ends["door"])
+
+
+def test_cli_sigterm_closes_every_stream_and_exits_0(
+    batched_dir: Path, clips: list[Path], tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "events"
+    args = [a for clip in clips for a in ("--input", str(clip))]
+    args += ["--realtime", "--threshold", str(LOW), "--model", str(batched_dir)]
+    process = subprocess.Popen(
+        [*COMMAND, *args, "--output-dir", str(out_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out_dir / "a.jsonl").exists():
+        time.sleep(0.1)
+    time.sleep(2.5)  # about 2 s into the paced streams
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    for clip in clips:
+        records = [
+            json.loads(line) for line in (out_dir / f"{clip.stem}.jsonl").read_text().splitlines()
+        ]
+        stats = records[-1]
+        assert stats["type"] == "stats" and stats["stream"] == clip.stem
+        assert 1.0 <= stats["media_seconds"] < 4.5  # stopped, not run to the end
+        starts = {r["id"] for r in records if r["type"] == "start"}
+        assert starts <= {r["id"] for r in records if r["type"] == "end"}  # open events closed
+    assert "3 streams: 0 ended, 3 stopped, 0 failed" in stdout

@@ -484,9 +484,10 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
         engine.close()
         model.close()
     failed = [report.name for report in reports if report.error is not None]
+    stopped = sum(report.stopped for report in reports if report.error is None)
     print(
-        f"{len(reports) - len(failed)} of {len(specs)} streams ran to their end"
-        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        f"{len(specs)} streams: {len(reports) - len(failed) - stopped} ended, {stopped} stopped, "
+        f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""),
         flush=True,
     )
     return 1 if failed else 0
