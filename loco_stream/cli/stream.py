@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Detect audio-visual events (heard and seen) online with LoCo.",
     )
-    source = parser.add_argument_group("source (one of)")
+    source = parser.add_argument_group(
+        "sources", "--input, --camera with --mic (each repeatable) and --sources; or --demo"
+    )
     source.add_argument(
         "--camera",
         metavar="SPEC",
