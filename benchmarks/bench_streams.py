@@ -12,7 +12,8 @@ features and its window (when one is due) were done. Two ways to run N streams:
   thread a stream, the extractors and the window graph called once per batch of due steps and
   windows (the model directory's ``*_batch.onnx`` graphs), ``--threads`` ONNX Runtime threads;
 - ``separate``: N processes, each what ``loco-stream --input CLIP --realtime --threads 1`` runs
-  (`StreamEngine` over a paced `FileSource`), instrumented for its lag.
+  (`StreamEngine` over a paced `FileSource`), instrumented for its lag; ``separate2`` the same
+  with ``--threads 2``, loco-stream's default (optional: ``--modes batched,separate,separate2``).
 
 Both load their models first and start pacing together (a shared monotonic start time), so start-up
 is not counted. The largest count held is found by doubling then bisection, one trial of
@@ -49,7 +50,7 @@ if str(ROOT) not in sys.path:
 
 CACHE = ROOT / "data" / "bench_streams"
 SETS = ("synthetic", "efficientnet-logmel", "efficientnet-vggish")
-MODES = ("batched", "separate")
+MODES = ("batched", "separate", "separate2")
 MAX_LAG = 1.0  # s: a stream whose steps are done later than this behind real time is not held
 WARM_UP = 2.0  # s of stream before the lag counts (the first calls of a fresh session)
 CLIPS = 8  # distinct clips, cycled over the streams
@@ -179,13 +180,13 @@ def _warm(model) -> None:
     )
 
 
-def trial_single(model: Path, path: Path) -> dict:
-    """One stream as ``loco-stream --input PATH --realtime --threads 1`` runs it, with its lag."""
+def trial_single(model: Path, path: Path, threads: int) -> dict:
+    """One stream as ``loco-stream --input PATH --realtime --threads N`` runs it, with its lag."""
     from loco_stream.model_dir import ModelDir
     from loco_stream.sources import FileSource
     from loco_stream.stream.engine import StreamEngine
 
-    with ModelDir(model, threads=1) as loaded:
+    with ModelDir(model, threads=threads) as loaded:
         _warm(loaded)
         engine = StreamEngine(loaded)
         _wait_for_start()
@@ -245,7 +246,8 @@ def run_trial(mode: str, model: Path, count: int, paths: list[Path], threads: in
     if mode == "batched":
         commands = [[*base, "batched", "--threads", str(threads), "--clips", *map(str, chosen)]]
     else:
-        commands = [[*base, "single", "--clips", str(path)] for path in chosen]
+        each = "2" if mode == "separate2" else "1"
+        commands = [[*base, "single", "--threads", each, "--clips", str(path)] for path in chosen]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True, "env": env}
     processes = [subprocess.Popen(command, **pipes) for command in commands]
@@ -350,7 +352,7 @@ def parts_table(trial: Trial) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated extractor sets")
-    parser.add_argument("--modes", default=",".join(MODES), help="batched,separate")
+    parser.add_argument("--modes", default="batched,separate", help="batched,separate[,separate2]")
     parser.add_argument("--seconds", type=float, default=20.0, help="media per trial (20)")
     parser.add_argument("--max-streams", type=int, default=64, help="largest count tried (64)")
     parser.add_argument("--threads", type=int, default=2, help="ORT threads, batched (2)")
@@ -364,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(trial_batched(args.model, args.clips, args.threads)))
         return 0
     if args.trial == "single":
-        print(json.dumps(trial_single(args.model, args.clips[0])))
+        print(json.dumps(trial_single(args.model, args.clips[0], args.threads)))
         return 0
 
     sets = [s for s in args.sets.split(",") if s]
@@ -395,7 +397,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 cells.append(f"{best.count:>4} {best.max_lag:6.2f} s {cpu_per_stream(best):6.1f}")
         ratio = "-"
-        if len(modes) == 2 and searches["separate"].best and searches["batched"].best:
+        if (
+            "separate" in searches
+            and "batched" in searches
+            and searches["separate"].best
+            and searches["batched"].best
+        ):
             ratio = f"{searches['batched'].best.count / searches['separate'].best.count:.2f}"
         rows.append(f"{set_name:<20} " + "   ".join(cells) + f"   {ratio:>5}")
         for mode in modes:
