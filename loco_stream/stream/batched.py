@@ -5,9 +5,9 @@
 ONNX Runtime. Otherwise it runs the batch-1 graphs once per row and says so once (a warning): on
 the CPU that costs little (ONNX Runtime's per-call overhead is a few tens of microseconds), on a
 GPU it leaves the device mostly idle. On the CPU backend a batch is cut into ``threads`` chunks
-run at once, each on one ONNX Runtime thread (data parallelism scales better than one call's
-intra-op threads). A graph whose batch axis is fixed (B > 1) gets batches padded to B. The rows of a batch do not interact: a stream's outputs never depend on the streams
-batched with it.
+run at once, each a call on one ONNX Runtime thread. A graph whose batch axis is fixed (B > 1)
+gets batches padded to B. The rows of a batch do not interact: a stream's outputs never depend
+on the streams batched with it.
 
 It also offers the single-stream interface of `ModelDir` (``info``, ``spec``, ``step_features``,
 ``run_window``) through the same graphs, so a stream handled alone (a restart, the end of a
