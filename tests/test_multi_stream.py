@@ -35,7 +35,7 @@ from loco_stream.stream import batched as batched_module
 from loco_stream.stream.batched import BatchedModel
 from loco_stream.stream.stream_list import StreamListError, read_stream_list, unique_names
 from loco_stream.synth import write_clip
-from tests.test_stream_support import demo_scenario, real_model_dir
+from tests.test_stream_support import demo_scenario, real_model_dir, tiou
 
 COMMAND = [sys.executable, "-m", "loco_stream.cli.stream"]
 LOW = 0.02  # the random tiny model's scores are small: at this threshold it emits dozens of records
@@ -474,10 +474,9 @@ def test_the_readme_multi_detector_example_is_the_readme_s_and_finds_the_events(
         words = line.split(" ")
         if words[1] == "end":
             ends[words[0]].append((float(words[-2]), float(words[-1])))
-    truth = [(start, end) for start, end, _ in demo_scenario(334, 20.0).events]
-    assert ends["door"] == ends["hall"] and len(ends["door"]) == len(truth)
-    for start, end in truth:
-        assert any(abs(s - start) < 1.0 and abs(e - end) < 1.0 for s, e in ends["door"])
+    assert ends["door"] == ends["hall"]  # the same input gives the same events in each stream
+    for start, end, _ in demo_scenario(334, 20.0).events:
+        assert any(tiou((start, end), found) >= 0.5 for found in ends["door"])
 
 
 def test_cli_sigterm_closes_every_stream_and_exits_0(
