@@ -116,9 +116,25 @@ def test_a_rerun_on_other_inputs_is_refused(tmp_path: Path, small_videos: Path, 
     from train.pipeline import Progress
 
     (tmp_path / "m.work").mkdir()
-    Progress(tmp_path / "m.work", "aaaa").finish("check", 1.0, "done")
+    Progress(tmp_path / "m.work", "aaaa", "bbbb").finish("check", 1.0, "done")
     assert run_train(tmp_path, small_videos, good_database()) == 2
     assert "holds a run on other inputs" in capsys.readouterr().err
+
+
+def test_other_training_settings_redo_only_the_loco_stages(tmp_path: Path) -> None:
+    from train.pipeline import STAGES, Progress
+
+    first = Progress(tmp_path, "data", "20 epochs")
+    for stage in STAGES:
+        first.finish(stage, 1.0, "done")
+    (tmp_path / "loco").mkdir()
+    (tmp_path / "loco" / "best.pt").write_bytes(b"x")
+    same = Progress(tmp_path, "data", "20 epochs")
+    assert set(same.done) == set(STAGES)
+    other = Progress(tmp_path, "data", "30 epochs")
+    assert set(other.done) == {"check", "extractors", "features"}
+    assert not (tmp_path / "loco").exists()
+    assert (tmp_path / "loco.20 epochs" / "best.pt").read_bytes() == b"x"  # kept, not lost
 
 
 @pytest.mark.slow

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-videos", type=int, default=60)
     parser.add_argument("--extractor-clips", type=int, default=120)
     parser.add_argument("--extractor-epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=30, help="LoCo epochs")
     parser.add_argument("overrides", nargs="*", help="section.key=value for the LoCo config")
     args = parser.parse_args(argv)
     counts = {"train": args.train_videos, "validation": args.val_videos, "test": args.test_videos}
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir.with_name(args.workdir.name + "_default_model.work"),
         background=args.background / "train",
         config=args.config,
+        epochs=args.epochs,
         overrides=args.overrides,
         extractor_clips=args.extractor_clips,
         extractor_epochs=args.extractor_epochs,

@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "edge.yaml"
 TRAINABLE = "trainable"
 STAGES = ("check", "extractors", "features", "train", "score", "export")
+DATA_STAGES = STAGES[:3]  # what the LoCo settings do not change
 MIN_TRAIN_VIDEOS = 3  # with one held out for validation, at least this many must train
 BACKGROUND_VALIDATION_SHARE = 0.15
 SEGMENT_SLACK_SECONDS = 0.5  # an annotation may end this far past the probed end of its video
@@ -396,28 +397,36 @@ def ship_weights(best: Path, out: Path) -> Path:
 
 
 class Progress:
-    """``workdir/stages.json``: the inputs' fingerprint and each finished stage's seconds and
-    outcome, so that a rerun on the same inputs skips what is done."""
+    """``workdir/stages.json``: each finished stage's seconds and outcome, and two fingerprints:
+    of the data (inputs, extractors, splits) and of the LoCo training (config, epochs, overrides).
+    A rerun skips what is done; other data is refused, another training redoes train, score and
+    export (the earlier ``loco/`` folder kept beside as ``loco.<fingerprint>``)."""
 
-    def __init__(self, workdir: Path, fingerprint: str) -> None:
+    def __init__(self, workdir: Path, data: str, training: str) -> None:
         self.path = workdir / "stages.json"
         state = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        if state and state.get("fingerprint") != fingerprint:
+        if state and state.get("data") != data:
             raise InputError(
-                f"the work folder {workdir} holds a run on other inputs or settings; pass another "
-                "--workdir or delete it"
+                f"the work folder {workdir} holds a run on other inputs or extractor settings; "
+                "pass another --workdir or delete it"
             )
         self.done: dict[str, dict] = state.get("done", {})
-        self.fingerprint = fingerprint
+        if state and state.get("training") != training:
+            earlier = workdir / "loco"
+            if earlier.is_dir():
+                kept = earlier.with_name(f"loco.{state.get('training')}")
+                earlier.rename(kept)
+                print(f"other LoCo settings: training again (the earlier run is kept in {kept})")
+            self.done = {k: v for k, v in self.done.items() if k in DATA_STAGES}
+        self.data, self.training = data, training
         self.ran: set[str] = set()
 
     def finish(self, stage: str, seconds: float, outcome: str) -> None:
         self.done[stage] = {"seconds": round(seconds, 1), "outcome": outcome}
         self.ran.add(stage)
+        state = {"data": self.data, "training": self.training, "done": self.done}
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(
-            json.dumps({"fingerprint": self.fingerprint, "done": self.done}, indent=1)
-        )
+        temporary.write_text(json.dumps(state, indent=1))
         temporary.replace(self.path)
 
     def table(self) -> str:
@@ -432,9 +441,13 @@ class Progress:
         return "\n".join(rows)
 
 
-def fingerprint(settings: Settings) -> str:
-    """What the stages' outputs depend on: the inputs' names, sizes and times, and the settings
-    (the output folder and the worker count aside)."""
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(settings: Settings) -> str:
+    """What check, extractors and features depend on: the inputs' names, sizes and times, and
+    the extractor and split settings."""
     parts = [str(settings.annotations.resolve()), str(settings.annotations.stat().st_mtime_ns)]
     folders = [settings.videos] + ([settings.background] if settings.background else [])
     for folder in folders:
@@ -443,16 +456,19 @@ def fingerprint(settings: Settings) -> str:
                 parts.append(f"{path}:{path.stat().st_size}")
     knobs = (
         settings.extractors,
-        settings.epochs,
-        str(settings.config),
-        settings.overrides,
         settings.validation_share,
         settings.extractor_clips,
         settings.extractor_epochs,
         settings.seed,
     )
-    parts.append(json.dumps(knobs))
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return _digest([*parts, json.dumps(knobs)])
+
+
+def training_fingerprint(settings: Settings) -> str:
+    """What LoCo's training depends on beyond the data: the config's text, epochs, overrides."""
+    config = settings.config.read_text() if settings.config.is_file() else str(settings.config)
+    overrides = [o for o in settings.overrides if not o.startswith("train.num_threads=")]
+    return _digest([config, json.dumps((settings.epochs, overrides))])
 
 
 def run(settings: Settings) -> tuple[dict, Progress]:
@@ -467,7 +483,9 @@ def run(settings: Settings) -> tuple[dict, Progress]:
     if not settings.videos.is_dir():
         raise InputError(f"--videos {settings.videos} is not a folder")
     workdir.mkdir(parents=True, exist_ok=True)
-    progress = Progress(workdir, fingerprint(settings))
+    if not settings.config.is_file():
+        raise InputError(f"--config {settings.config} does not exist")
+    progress = Progress(workdir, data_fingerprint(settings), training_fingerprint(settings))
 
     def stage(name: str, number: int) -> bool:
         """Announce a stage; False when an earlier run finished it."""
