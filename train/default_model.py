@@ -26,7 +26,7 @@ from loco_stream.bundle import DEFAULT_MODEL_DIR
 from loco_stream.synth import generate_dataset
 
 from . import background
-from .pipeline import Settings, run_and_report
+from .pipeline import FAILURES, Settings, run_and_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"train": 1, "validation": 2, "test": 3}  # split -> generator seed
@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         extractor_epochs=args.extractor_epochs,
         command="python -m train.default_model",
     )
-    run_and_report(settings)
+    try:
+        run_and_report(settings)
+    except FAILURES as error:
+        print(f"train.default_model: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

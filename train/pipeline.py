@@ -451,7 +451,7 @@ def data_fingerprint(settings: Settings) -> str:
     parts = [str(settings.annotations.resolve()), str(settings.annotations.stat().st_mtime_ns)]
     folders = [settings.videos] + ([settings.background] if settings.background else [])
     for folder in folders:
-        for path in sorted(folder.rglob("*")):
+        for path in sorted(folder.resolve().rglob("*")):
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 parts.append(f"{path}:{path.stat().st_size}")
     knobs = (
@@ -683,11 +683,14 @@ def parse_args(argv: list[str] | None) -> Settings:
     )
 
 
+FAILURES = (InputError, ConfigError, DataError, MediaError)  # one-line errors, exit 2
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     try:
         run_and_report(settings)
-    except (InputError, ConfigError, DataError, MediaError) as error:
+    except FAILURES as error:
         print(f"loco-train: error: {error}", file=sys.stderr)
         return 2
     return 0
