@@ -199,6 +199,21 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--threshold is a score, between 0 and 1")
 
 
+def _open_model(args: argparse.Namespace) -> ModelDir:
+    """The ``--model`` directory on ``--backend``, with ``--hop`` checked against its window."""
+    try:
+        model = ModelDir(args.model, args.backend, args.threads)
+    except (ModelDirError, BackendUnavailable, ValueError) as error:
+        raise CliError(str(error)) from None
+    if args.hop is not None and args.hop > model.info.window:
+        model.close()
+        raise UsageError(
+            f"--hop {args.hop} is longer than the model's window ({model.info.window} steps): "
+            "steps between windows would never be seen; give 1 to the window"
+        )
+    return model
+
+
 def _open_source(args: argparse.Namespace) -> MediaSource:
     if args.input is not None:
         if args.input.is_dir():
@@ -281,16 +296,7 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         if reason:
             _warn(f"--show is not possible here: {reason}; going on without the overlay")
             show = False
-    try:
-        model = ModelDir(args.model, args.backend, args.threads)
-    except (ModelDirError, BackendUnavailable, ValueError) as error:
-        raise CliError(str(error)) from None
-    if args.hop is not None and args.hop > model.info.window:
-        model.close()
-        raise UsageError(
-            f"--hop {args.hop} is longer than the model's window ({model.info.window} steps): "
-            "steps between windows would never be seen; give 1 to the window"
-        )
+    model = _open_model(args)
     try:
         source = _open_source(args)
     except (SourceError, CliError) as error:
@@ -450,16 +456,7 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
         specs = _stream_specs(args)
     except ValueError as error:  # a stream name or value StreamSpec refuses
         raise CliError(str(error)) from None
-    try:
-        model = ModelDir(args.model, args.backend, args.threads)
-    except (ModelDirError, BackendUnavailable, ValueError) as error:
-        raise CliError(str(error)) from None
-    if args.hop is not None and args.hop > model.info.window:
-        model.close()
-        raise UsageError(
-            f"--hop {args.hop} is longer than the model's window ({model.info.window} steps): "
-            "steps between windows would never be seen; give 1 to the window"
-        )
+    model = _open_model(args)
     try:
         engine = MultiStreamEngine(model, threads=args.threads, hop=args.hop)
     except (ModelDirError, BackendUnavailable) as error:
