@@ -57,3 +57,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_model import session_tiny_model_dir  # imports torch: only for tests that ask
 
     return session_tiny_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def batched_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model directory with its batched graphs (`python -m export --batch`'s stage),
+    exported once per session."""
+    from export.__main__ import FORMATS, load_job, run
+    from loco_stream.bundle import read_card
+
+    folder = tmp_path_factory.mktemp("batched") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    job = load_job(folder / "loco.pt", folder)
+    job.written = list(read_card(folder).files)
+    run(job, [fmt for fmt in FORMATS if fmt.name == "batch"])
+    return folder

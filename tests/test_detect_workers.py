@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from loco_stream.bundle import read_card
 from loco_stream.cli.detect import main as detect_main
 from loco_stream.model_dir import ModelDir
 from loco_stream.offline import WORKER_DIED, ModelSpec, detect_clip, map_in_processes
@@ -91,19 +90,6 @@ def test_workers_and_threads_must_be_positive(archive, tmp_path, capsys):
         detect_main(["--ray", *map(str, archive[:2]), "--output", str(tmp_path / "r.json")])
     assert exit_info.value.code == 2
     assert "put the videos before --ray" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def batched_dir(tmp_path_factory, tiny_model_dir: Path) -> Path:
-    """The tiny model directory (window 32 steps) with its batched graphs (export --batch)."""
-    from export.__main__ import FORMATS, load_job, run
-
-    folder = tmp_path_factory.mktemp("batched") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    job = load_job(folder / "loco.pt", folder)
-    job.written = list(read_card(folder).files)
-    run(job, [fmt for fmt in FORMATS if fmt.name == "batch"])
-    return folder
 
 
 @pytest.mark.slow

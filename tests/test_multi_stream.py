@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from media import make_clip
 
-from loco_stream.bundle import BATCH_GRAPHS, DamagedFileError, read_bundle, read_card
+from loco_stream.bundle import BATCH_GRAPHS, DamagedFileError, read_bundle
 from loco_stream.features.steps import Step
 from loco_stream.model_dir import ModelDir
 from loco_stream.sources import FileSource, MediaSource, SourceError
@@ -84,19 +84,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         make_clip(folder / "b.mp4", duration=7.0, fps=12, tone_hz=880.0, size=(96, 64)),
         make_clip(folder / "c.mp4", duration=5.0, fps=16, tone_hz=220.0, audio_rate=22050),
     ]
-
-
-@pytest.fixture(scope="module")
-def batched_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    """The tiny model directory with its batched graphs (`python -m export --batch`'s stage)."""
-    from export.__main__ import FORMATS, load_job, run
-
-    folder = tmp_path_factory.mktemp("batched") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    job = load_job(folder / "loco.pt", folder)
-    job.written = list(read_card(folder).files)
-    run(job, [fmt for fmt in FORMATS if fmt.name == "batch"])
-    return folder
 
 
 @pytest.fixture(scope="module")
