@@ -50,7 +50,7 @@ from tqdm import tqdm
 from loco_stream.synth.classes import CLASSES, NUM_CLASSES
 from loco_stream.synth.classes import SAMPLE_RATE as SYNTH_RATE
 from loco_stream.synth.render import render_audio, render_frame
-from loco_stream.synth.scenario import Interval, Scenario, Sound, Sprite, sample_scenario
+from loco_stream.synth.scenario import Interval, Scenario, Sprite, class_sound, sample_scenario
 from loco_stream.synth.writer import X264_OPTIONS
 
 SPLITS = ("train", "heldout")
@@ -294,7 +294,7 @@ def synthetic_scene(
         visible=seen,
         audible=heard,
         sprites=clutter + tuple(_class_sprite(rng, *iv) for iv in seen),
-        sounds=tuple(_class_sound(rng, *iv) for iv in heard),
+        sounds=tuple(class_sound(rng, *iv) for iv in heard),
     )
 
 
@@ -322,18 +322,6 @@ def _class_sprite(rng: np.random.Generator, start: float, end: float, label_id: 
         heading=float(rng.uniform(0, 2 * np.pi)),
         speed=float(rng.uniform(0.75, 1.25)),
         phase=float(rng.uniform(0, 2 * np.pi)),
-    )
-
-
-def _class_sound(rng: np.random.Generator, start: float, end: float, label_id: int) -> Sound:
-    return Sound(
-        label_id=label_id,
-        start=start,
-        end=end,
-        gain=float(rng.uniform(0.15, 0.35)),
-        detune=float(rng.uniform(0.99, 1.01)),
-        phase=float(rng.uniform(0, 2 * np.pi)),
-        seed=int(rng.integers(2**31)),
     )
 
 

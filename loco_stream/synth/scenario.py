@@ -144,7 +144,7 @@ def sample_scenario(
     _place_distractors(rng, timeline, event_classes)
     visible, audible = timeline.intervals()
     sprites = tuple(_clutter(rng, duration)) + tuple(_class_sprite(rng, *iv) for iv in visible)
-    sounds = tuple(_sound(rng, *iv) for iv in audible)
+    sounds = tuple(class_sound(rng, *iv) for iv in audible)
     return Scenario(
         video_id=f"synth_{split}_{seed}_{index:05d}",
         split=split,
@@ -342,7 +342,8 @@ def _clutter(rng: np.random.Generator, duration: float) -> list[Sprite]:
     return sprites
 
 
-def _sound(rng: np.random.Generator, start: float, end: float, label_id: int) -> Sound:
+def class_sound(rng: np.random.Generator, start: float, end: float, label_id: int) -> Sound:
+    """The tone of class ``label_id`` over ``[start, end)``, with a random gain and detune."""
     return Sound(
         label_id=label_id,
         start=start,
