@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -200,7 +201,10 @@ _worker_model: ModelDir | BatchedModel | None = None  # the model of this worker
 
 
 def _open_worker_model(spec: ModelSpec) -> None:
+    """A worker's set-up. Ctrl-C is the parent's to handle (it cancels what is queued and keeps
+    what is done): a worker that took it too would die with a traceback, mid-clip or mid-load."""
     global _worker_model
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_model = spec.open()
 
 
