@@ -44,7 +44,11 @@ from loco_stream.evaluation import Predictions, evaluate, load_ground_truth  # n
 from loco_stream.model_dir import ModelDir  # noqa: E402
 from loco_stream.postprocess import temporal_iou  # noqa: E402
 from loco_stream.sources import FileSource  # noqa: E402
-from loco_stream.stream.engine import StreamEngine, decode_window  # noqa: E402
+from loco_stream.stream.engine import (  # noqa: E402
+    StreamEngine,
+    decode_window,
+    ongoing_predictions,
+)
 from loco_stream.stream.stitch import Event, StitchConfig, Stitcher  # noqa: E402
 
 DEFAULT_DATA = ROOT / "data" / "synth"
@@ -128,8 +132,9 @@ def replay(model: ModelDir, run: ClipRun, config: StitchConfig, hop: int) -> lis
         if round(w.now / info.step_seconds) % hop and index != last:
             continue
         found = decode_window(w.scores, w.segments, w.first_step, w.now, info, decode_config)
+        ongoing = ongoing_predictions(w.scores, w.segments, w.first_step, w.now, info, config)
         start = w.first_step * info.step_seconds
-        events += stitcher.update(found, start, w.now, w.first_step > 0, w.now)
+        events += stitcher.update(found, start, w.now, w.first_step > 0, w.now, ongoing)
     return events + stitcher.flush(run.windows[-1].now if run.windows else 0.0)
 
 

@@ -85,28 +85,65 @@ def test_the_contract_holds_on_model_like_candidates(truth, seed, hop, tail) -> 
         assert event.end <= max(e for _, e in near) + JITTER_BOUND
 
 
-def test_most_events_come_out_once_with_their_boundaries() -> None:
-    """Over many random timelines: recall and boundary quality at the default settings."""
-    rng = np.random.default_rng(7)
-    found, total, latencies = 0, 0, []
-    for seed in range(60):
+def random_timelines(seed: int, count: int, longest: float) -> list[list[TrueEvent]]:
+    """``count`` timelines of 1-4 events, half of them 0.8-4 s long, half 4 s to ``longest``."""
+    rng = np.random.default_rng(seed)
+    timelines = []
+    for _ in range(count):
         truth = []
         t = rng.uniform(0, 5)
         for _ in range(rng.integers(1, 5)):
-            length = float(rng.choice([rng.uniform(0.8, 4), rng.uniform(4, 40)]))
+            length = float(rng.choice([rng.uniform(0.8, 4), rng.uniform(4, longest)]))
             truth.append((t, t + length, int(rng.integers(3))))
             t += length + rng.uniform(1.5, 10)
-        events = stream_windows(ModelLikeWindows(truth, seed=seed), t + 5, hop=1.0)
-        final = finals(events)
+        timelines.append(truth)
+    return timelines
+
+
+def recall_and_latencies(
+    timelines: list[list[TrueEvent]], raw_predictions: bool = True
+) -> tuple[float, np.ndarray]:
+    """Share of true events emitted with tIoU >= 0.7, and ``emitted_at - end`` of the end records,
+    streamed at hop 1 s with or without the raw predictions that reach "now"."""
+    found, total, latencies = 0, 0, []
+    for seed, truth in enumerate(timelines):
+        duration = truth[-1][1] + 5
+        windows = ModelLikeWindows(truth, seed=seed)
+        if raw_predictions:
+            events = stream_windows(windows, duration, hop=1.0)
+        else:
+            stitcher, events = Stitcher(CLASSES), []
+            for now in [*np.arange(1.0, duration, 1.0), duration]:
+                start = max(0.0, now - WINDOW_S)
+                events += stitcher.update(windows.window(start, now), start, now, start > 0, now)
+            events += stitcher.flush(duration)
         assert_contract(events, truth)
+        final = finals(events)
         total += len(truth)
         found += sum(
             any(e.label_id == k and tiou((s, x), (e.start, e.end)) >= 0.7 for e in final)
             for s, x, k in truth
         )
         latencies += [e.emitted_at - e.end for e in final]
-    assert found / total >= 0.85
+    return found / total, np.array(latencies)
+
+
+def test_most_events_come_out_once_with_their_boundaries() -> None:
+    """Over many random timelines: recall and boundary quality at the default settings."""
+    recall, latencies = recall_and_latencies(random_timelines(7, 60, longest=40.0))
+    assert recall >= 0.85
     assert np.median(latencies) <= StitchConfig().settle + 1.0  # a hop after the end stood still
+
+
+def test_raw_predictions_that_reach_now_close_events_sooner() -> None:
+    """Events under ``long_event``: with the window's raw predictions, an event closes once none
+    of them reaches "now", not only once its end stood still, and hardly any is cut."""
+    timelines = random_timelines(3, 60, longest=15.0)
+    recall, latencies = recall_and_latencies(timelines)
+    recall_without, latencies_without = recall_and_latencies(timelines, raw_predictions=False)
+    assert recall >= recall_without - 0.05
+    assert np.median(latencies) <= np.median(latencies_without) - 0.4
+    assert np.median(latencies) <= 2.0
 
 
 def test_an_event_longer_than_the_window_comes_out_once_from_its_first_start() -> None:
@@ -153,6 +190,54 @@ def test_a_neighbour_of_one_class_neither_holds_the_event_open_nor_merges_with_i
     first, second = sorted(finals(events), key=lambda e: e.start)
     assert (first.start, first.end, second.start, second.end) == (2.0, 5.0, 6.0, 9.0)
     assert first.emitted_at - first.end <= 2.0
+
+
+def test_an_event_closes_one_window_after_no_raw_prediction_reaches_now() -> None:
+    """2-6 s, and the raw predictions of the window reach "now" until 6 s: the end record comes
+    at the first window whose now lies ``close_after`` past the end; without raw predictions, only
+    once the end stood still for ``settle``."""
+
+    def final_event(raw_predictions: bool) -> Event:
+        stitcher, events = Stitcher(CLASSES), []
+        for now in np.arange(3.0, 14.0, 1.0):
+            found = window_of([(2.0, min(6.0, now), 0, 0.8)])
+            reaching = window_of([(2.0, now, 0, 0.8)]) if now <= 6.0 else Segments.empty()
+            ongoing = reaching if raw_predictions else None
+            events += stitcher.update(found, 0.0, float(now), False, float(now), ongoing)
+        (final,) = finals(events + stitcher.flush(14.0))
+        return final
+
+    fast, slow = final_event(True), final_event(False)
+    assert (fast.start, fast.end, fast.emitted_at) == (2.0, 6.0, 7.0)
+    assert (slow.start, slow.end, slow.emitted_at) == (2.0, 6.0, 8.0)
+
+
+def test_an_early_placed_end_stays_open_while_raw_predictions_reach_now() -> None:
+    """2-12 s, its decoded end placed 1 s before now while it goes on, raw predictions reaching
+    now: one event, closed after its end."""
+    stitcher, events = Stitcher(CLASSES), []
+    for now in np.arange(3.0, 18.0, 1.0):
+        found = window_of([(2.0, min(now - 1.0, 12.0) if now <= 12.0 else 12.0, 0, 0.8)])
+        reaching = window_of([(2.0, now, 0, 0.8)]) if now <= 12.0 else Segments.empty()
+        events += stitcher.update(found, 0.0, float(now), False, float(now), reaching)
+    (final,) = finals(events + stitcher.flush(18.0))
+    assert (final.start, final.end) == (2.0, 12.0)
+    assert final.emitted_at - final.end <= 1.0
+
+
+def test_a_long_event_is_not_closed_when_its_raw_predictions_stall() -> None:
+    """2-60 s; from 30 to 36 s no raw prediction reaches now (the model stalls in long events)
+    while the decoded end goes on 1 s before now: a track of ``long_event`` seconds waits for
+    its end to stand still, so the event stays one."""
+    stitcher, events = Stitcher(CLASSES), []
+    for now in map(float, range(3, 66)):
+        window_start = max(0.0, now - WINDOW_S)
+        found = window_of([(max(2.0, window_start), min(now - 1.0, 60.0), 0, 0.8)])
+        stalled = 30.0 <= now <= 36.0 or now > 60.0
+        reaching = Segments.empty() if stalled else window_of([(2.0, now, 0, 0.8)])
+        events += stitcher.update(found, window_start, now, window_start > 0, now, reaching)
+    (final,) = finals(events + stitcher.flush(66.0))
+    assert final.start == 2.0 and final.end == pytest.approx(60.0, abs=1.0)
 
 
 def test_a_pending_track_is_confirmed_only_by_consecutive_windows() -> None:

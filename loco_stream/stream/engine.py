@@ -23,7 +23,7 @@ import numpy as np
 from ..config import DecodeConfig
 from ..features.steps import Step, StepAssembler
 from ..model_dir import ModelDir, WindowInfo
-from ..postprocess import Segments, decode, steps_to_seconds
+from ..postprocess import Segments, candidates, decode, steps_to_seconds
 from ..sources.base import Item, MediaSource, VideoFrame
 from .ring_buffer import FeatureRing
 from .stitch import Event, StitchConfig, Stitcher
@@ -276,12 +276,14 @@ class StreamEngine:
         info = self.model.info
         first, now = window.first_step, window.next_step * info.step_seconds
         found = decode_window(scores, segments, first, now, info, self._decode)
+        ongoing = ongoing_predictions(scores, segments, first, now, info, self.stitcher.config)
         self.stats.windows += 1
         self._seen_by_window = window.next_step
         emitted_at = self._emission_at(now)
         window_start = first * info.step_seconds
         cut = first > self._first_step  # the window's left edge cuts events
-        return self._count(self.stitcher.update(found, window_start, now, cut, emitted_at))
+        events = self.stitcher.update(found, window_start, now, cut, emitted_at, ongoing)
+        return self._count(events)
 
     def emission_time(self) -> float:
         """Stream time of "now": the clock's for a live source, else the newest step's end."""
@@ -309,3 +311,23 @@ def decode_window(
     found.start += first_step
     found.end += first_step
     return steps_to_seconds(found, info.step_seconds, info.step_offset, duration=now)
+
+
+def ongoing_predictions(
+    scores: np.ndarray,
+    segments: np.ndarray,
+    first_step: int,
+    now: float,
+    info: WindowInfo,
+    config: StitchConfig,
+) -> Segments:
+    """What the window's raw outputs, scores (N, C) and segments (N, 2), say goes on now: the
+    point predictions (before soft-NMS, which keeps only the best of a class's overlapping ones)
+    scoring at least ``config.present_score`` whose end lies within ``config.reach_seconds`` of
+    ``now``, in stream seconds (the stitcher's closing rule, `loco_stream.stream.stitch`)."""
+    threshold = dataclasses.replace(info.decode, score_threshold=config.present_score)
+    raw = candidates(scores, segments, threshold)
+    raw.start += first_step
+    raw.end += first_step
+    raw = steps_to_seconds(raw, info.step_seconds, info.step_offset, duration=now)
+    return raw.take(np.flatnonzero(raw.end >= now - config.reach_seconds))

@@ -30,11 +30,17 @@ for that (the values in `StitchConfig` were chosen by replaying recorded windows
   end lies ``stale_after`` behind the newest step (a past stretch that a weak candidate wavers
   over), is dropped: nothing is reported long after it happened.
 - **Close.** An open track closes (an ``end`` record, final) once its end lies ``close_after``
-  behind the newest step *and* neither its end nor the furthest end that its candidates reach
-  (soft-NMS alternatives included) moved forward by ``end_tolerance`` in the last ``settle``
-  seconds: the end of an ongoing event that the model places early still moves forward with
-  "now", the end of a finished event does not. A track that no candidate matches closes once its
-  end lies ``silence`` behind.
+  behind the newest step *and* either nothing says it goes on or its end stood still. It goes on
+  while one of the window's raw predictions of its class (before soft-NMS, see
+  `ongoing_predictions`) overlaps it, reaches within ``reach_seconds`` of "now" and scores at
+  least ``present_score``: the model's own word that the event lasts, which the decoded end (often
+  placed early while an event goes on) does not give. The end stood still when neither it nor the
+  furthest end that its candidates reach (soft-NMS alternatives included) moved forward by
+  ``end_tolerance`` in the last ``settle`` seconds. A track of ``long_event`` seconds or more
+  closes only once its end stood still: the model, which learns from clips of a few minutes at
+  most, now and then stops reaching "now" for a few windows in the middle of a long event. A track
+  that no candidate matches closes once its end lies ``silence`` behind. Without raw predictions
+  (``ongoing`` None), a track closes only once its end stood still.
 - **End of stream.** Open tracks close with what is known; pending tracks that were never missed
   and reach ``threshold`` are emitted too (the stream ended before they could be confirmed).
 """
@@ -56,8 +62,11 @@ class StitchConfig:
 
     threshold: float = DEFAULT_THRESHOLD  # minimum score of emitted events (and of new tracks)
     confirm_windows: int = 2  # consecutive windows that must see a track before it opens
-    close_after: float = 1.0  # an open track closes once its end lies this far behind now...
-    settle: float = 2.0  # ...and the end its candidates reach has stood still this long
+    close_after: float = 0.5  # an open track closes once its end lies this far behind now...
+    present_score: float = 0.35  # ...and no raw prediction reaching now scores this over it...
+    reach_seconds: float = 0.75  # ...("now": within this of the newest step)...
+    settle: float = 2.0  # ...or the end its candidates reach has stood still this long
+    long_event: float = 20.0  # tracks this long close only once their end stood still
     silence: float = 3.0  # a track that no candidate matches closes this far behind its end
     stale_after: float = 4.0  # a pending track whose end lies this far behind now is dropped
     match_iou: float = 0.3  # least tIoU (inside the window) between a candidate and its track
@@ -132,11 +141,19 @@ class Stitcher:
         self._next_id = 0
 
     def update(
-        self, found: Segments, window_start: float, now: float, full: bool, emitted_at: float
+        self,
+        found: Segments,
+        window_start: float,
+        now: float,
+        full: bool,
+        emitted_at: float,
+        ongoing: Segments | None = None,
     ) -> list[Event]:
         """Stitch one window's candidates (in stream seconds, within [window_start, now]).
 
-        ``full``: the window does not begin at the stream's start. Returns the records it emits.
+        ``full``: the window does not begin at the stream's start. ``ongoing``: the window's raw
+        predictions that reach "now" (`ongoing_predictions`), None where unknown. Returns the
+        records it emits.
         """
         candidates = self._candidates(found, window_start, now, full)
         matched = self._match(candidates, window_start, now)
@@ -154,7 +171,9 @@ class Stitcher:
                 continue
             behind = now - track.end
             if track in matched:
-                done = behind >= config.close_after and self._stood_still(track, now)
+                done = behind >= config.close_after and (
+                    self._stood_still(track, now) or self._over(track, ongoing)
+                )
             else:
                 done = behind >= config.silence
             if done:
@@ -296,6 +315,21 @@ class Stitcher:
         tolerance = self.config.end_tolerance
         moved = track.end - end_then >= tolerance or track.furthest - furthest_then >= tolerance
         return then <= since and not moved
+
+    def _over(self, track: _Track, ongoing: Segments | None) -> bool:
+        """Whether nothing says that a track shorter than ``long_event`` goes on: none of the
+        window's raw predictions that reach "now" is of its class, overlaps it and scores
+        ``present_score``. False where that is unknown (``ongoing`` None) and for long tracks."""
+        config = self.config
+        if ongoing is None or track.end - track.start >= config.long_event:
+            return False
+        goes_on = (
+            (ongoing.label == track.label_id)
+            & (ongoing.start < track.end)
+            & (ongoing.end > track.start)
+            & (ongoing.score >= config.present_score)
+        )
+        return not goes_on.any()
 
     def _neighbours(self, track: _Track, pending: bool = False) -> tuple[float, float]:
         """The latest end of the tracks of its class before ``track`` and the earliest start of
