@@ -56,8 +56,11 @@ MAP_THRESHOLD = 0.05  # the threshold at which the stream's final events are sco
 SWEEP = {
     "threshold": (0.1, 0.2, 0.5),
     "confirm_windows": (1, 3),
-    "close_after": (0.5, 2.0),
+    "close_after": (0.25, 1.0),
+    "present_score": (0.2, 0.5),
+    "reach_seconds": (0.5, 1.0),
     "settle": (1.0, 3.0),
+    "long_event": (10.0, 40.0),
 }
 TWICE_IOU = 0.5  # two final events of a true event's class this close to it: emitted twice
 

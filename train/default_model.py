@@ -3,7 +3,9 @@
     python -m train.default_model [--workdir data/synth] [--background data/background]
         [--out loco_stream/assets/default_model] [section.key=value ...]
 
-1. render the synthetic benchmark (train / validation / test) with ``loco-synth``'s generator;
+1. render the synthetic benchmark (train / validation / test) with ``loco-synth``'s generator,
+   and long train clips (150 s, whose longest events outlast the 64-s window: a stream meets
+   such events in full windows, with their start cut by the window's left edge);
 2. render the real background media set (``train.background``): event-free clips of real
    pictures and sounds, whose ``train`` half are negatives and ``heldout`` half is kept for
    ``benchmarks/bench_background.py``;
@@ -31,24 +33,39 @@ from .pipeline import FAILURES, Settings, run_and_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"train": 1, "validation": 2, "test": 3}  # split -> generator seed
+LONG_SEED = 7  # generator seed of the long train clips (ids synth_train_7_*)
 # half the LoCo training crops end inside an event (README, "The default model": 80.13 against
 # 79.77 without, and events longer than the window come out whole more often)
 ONLINE_CROPS = "data.online_crop_share=0.5"
 
 
-def render(workdir: Path, counts: dict[str, int]) -> int:
-    """Render the clips each split still lacks; returns how many were rendered."""
+def render(
+    workdir: Path, counts: dict[str, int], long_clips: int = 0, long_duration: float = 150.0
+) -> int:
+    """Render the clips each split still lacks, and the long train clips; returns how many were
+    rendered."""
+    jobs = [(split, SPLITS[split], count, None) for split, count in counts.items()]
+    jobs.append(("train", LONG_SEED, long_clips, long_duration))
     rendered = 0
     annotations = workdir / "annotations.json"
     existing = json.loads(annotations.read_text())["database"] if annotations.exists() else {}
-    for split, count in counts.items():
-        have = sum(1 for entry in existing.values() if entry["subset"] == split)
+    for split, seed, count, duration in jobs:
+        prefix = f"synth_{split}_{seed}_"
+        have = sum(1 for video_id in existing if video_id.startswith(prefix))
+        what = f"{split} clips" + (f" of {duration:g} s" if duration else "")
         if have >= count:
-            print(f"[render] {split}: {have} clips already rendered")
+            print(f"[render] {have} {what} already rendered")
             continue
-        print(f"[render] {count - have} {split} clips")
+        print(f"[render] {count - have} {what}")
         generate_dataset(
-            workdir, count - have, SPLITS[split], split, workers=2, progress=True, first=have
+            workdir,
+            count - have,
+            seed,
+            split,
+            workers=2,
+            progress=True,
+            duration=duration,
+            first=have,
         )
         rendered += count - have
     return rendered
@@ -63,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-videos", type=int, default=1200)
     parser.add_argument("--val-videos", type=int, default=40)
     parser.add_argument("--test-videos", type=int, default=60)
+    parser.add_argument("--long-videos", type=int, default=100, help="150-s train clips")
     parser.add_argument("--extractor-clips", type=int, default=240)
     parser.add_argument("--extractor-epochs", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=30, help="LoCo epochs")
@@ -71,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if not any(o.startswith("data.online_crop_share=") for o in args.overrides):
         args.overrides = [*args.overrides, ONLINE_CROPS]
     counts = {"train": args.train_videos, "validation": args.val_videos, "test": args.test_videos}
-    render(args.workdir, counts)
+    render(args.workdir, counts, args.long_videos)
     if not (args.background / "background.json").is_file():
         print(f"[render] the background media set into {args.background}")
         if background.main(["--out", str(args.background)]):

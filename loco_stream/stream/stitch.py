@@ -31,16 +31,16 @@ for that (the values in `StitchConfig` were chosen by replaying recorded windows
   over), is dropped: nothing is reported long after it happened.
 - **Close.** An open track closes (an ``end`` record, final) once its end lies ``close_after``
   behind the newest step *and* either nothing says it goes on or its end stood still. It goes on
-  while one of the window's raw predictions of its class (before soft-NMS, see
-  `ongoing_predictions`) overlaps it, reaches within ``reach_seconds`` of "now" and scores at
-  least ``present_score``: the model's own word that the event lasts, which the decoded end (often
-  placed early while an event goes on) does not give. The end stood still when neither it nor the
-  furthest end that its candidates reach (soft-NMS alternatives included) moved forward by
-  ``end_tolerance`` in the last ``settle`` seconds. A track of ``long_event`` seconds or more
-  closes only once its end stood still: the model, which learns from clips of a few minutes at
-  most, now and then stops reaching "now" for a few windows in the middle of a long event. A track
-  that no candidate matches closes once its end lies ``silence`` behind. Without raw predictions
-  (``ongoing`` None), a track closes only once its end stood still.
+  while one of the window's raw predictions of its class (before soft-NMS:
+  `loco_stream.stream.engine.ongoing_predictions`) overlaps it, reaches within ``reach_seconds`` of
+  "now" and scores at least ``present_score``: the model's own word that the event lasts, which the
+  decoded end (often placed early while an event goes on) does not give. The end stood still when
+  neither it nor the furthest end that its candidates reach (soft-NMS alternatives included) moved
+  forward by ``end_tolerance`` in the last ``settle`` seconds. A track of ``long_event`` seconds or
+  more closes only once its end stood still: the model now and then stops reaching "now" for a few
+  windows in the middle of a long event. A track that no candidate matches closes once its end lies
+  ``silence`` behind. Without raw predictions (``ongoing`` None), a track closes only once its end
+  stood still.
 - **End of stream.** Open tracks close with what is known; pending tracks that were never missed
   and reach ``threshold`` are emitted too (the stream ended before they could be confirmed).
 """
