@@ -380,3 +380,18 @@ def test_cli_refuses_invalid_annotations_and_unwritable_folders(tmp_path, capsys
         main(["--out", str(blocker / "sub"), "--videos", "1", "--duration", "2"])
     assert exit_info.value.code == 2
     assert "loco-synth: error:" in capsys.readouterr().err
+
+
+def test_the_default_model_build_renders_what_its_work_folder_lacks(tmp_path):
+    """``train.default_model.render`` counts the regular and the long train clips apart (by
+    their ids' seed), renders only what is missing, and gives the long clips their length."""
+    from train.default_model import render
+
+    counts = {"train": 1, "validation": 0, "test": 0}
+    assert render(tmp_path, counts, long_clips=1, long_duration=3.0) == 2
+    assert render(tmp_path, counts, long_clips=1, long_duration=3.0) == 0
+    assert render(tmp_path, {**counts, "train": 2}) == 1  # a regular one more, no long one
+    database = json.loads((tmp_path / "annotations.json").read_text())["database"]
+    assert sorted(database) == ["synth_train_1_00000", "synth_train_1_00001", "synth_train_7_00000"]
+    assert database["synth_train_7_00000"]["duration"] == pytest.approx(3.0)
+    assert database["synth_train_1_00000"]["duration"] > 3.0
