@@ -307,10 +307,7 @@ def decode_window(
 ) -> Segments:
     """One window's outputs, scores (N, C) and segments (N, 2) in window steps, decoded into
     candidates in stream seconds within [0, now] (the window's row 0 is step ``first_step``)."""
-    found = decode(scores, segments, config)
-    found.start += first_step
-    found.end += first_step
-    return steps_to_seconds(found, info.step_seconds, info.step_offset, duration=now)
+    return _in_stream_seconds(decode(scores, segments, config), first_step, now, info)
 
 
 def ongoing_predictions(
@@ -326,8 +323,12 @@ def ongoing_predictions(
     scoring at least ``config.present_score`` whose end lies within ``config.reach_seconds`` of
     ``now``, in stream seconds (the stitcher's closing rule, `loco_stream.stream.stitch`)."""
     threshold = dataclasses.replace(info.decode, score_threshold=config.present_score)
-    raw = candidates(scores, segments, threshold)
-    raw.start += first_step
-    raw.end += first_step
-    raw = steps_to_seconds(raw, info.step_seconds, info.step_offset, duration=now)
+    raw = _in_stream_seconds(candidates(scores, segments, threshold), first_step, now, info)
     return raw.take(np.flatnonzero(raw.end >= now - config.reach_seconds))
+
+
+def _in_stream_seconds(found: Segments, first_step: int, now: float, info: WindowInfo) -> Segments:
+    """Segments in window steps (row 0 is step ``first_step``) -> stream seconds in [0, now]."""
+    found.start += first_step
+    found.end += first_step
+    return steps_to_seconds(found, info.step_seconds, info.step_offset, duration=now)
