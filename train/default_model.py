@@ -27,6 +27,7 @@ from pathlib import Path
 
 from loco_stream.bundle import DEFAULT_MODEL_DIR
 from loco_stream.synth import generate_dataset
+from loco_stream.synth.scenario import dataset_prefix
 
 from . import background
 from .pipeline import FAILURES, Settings, run_and_report
@@ -51,7 +52,7 @@ def render(
     annotations = workdir / "annotations.json"
     existing = json.loads(annotations.read_text())["database"] if annotations.exists() else {}
     for split, seed, count, duration in jobs:
-        prefix = f"synth_{split}_{seed}_"
+        prefix = dataset_prefix(seed, split)
         have = sum(1 for video_id in existing if video_id.startswith(prefix))
         what = f"{split} clips" + (f" of {duration:g} s" if duration else "")
         if have >= count:

@@ -126,6 +126,11 @@ class Scenario:
         return round(self.duration * FPS)
 
 
+def dataset_prefix(seed: int, split: str) -> str:
+    """The start of every clip id of the dataset ``(seed, split)``; the index follows it."""
+    return f"synth_{split}_{seed}_"
+
+
 def sample_scenario(
     seed: int, index: int, duration: float | None = None, split: str = "train"
 ) -> Scenario:
@@ -146,7 +151,7 @@ def sample_scenario(
     sprites = tuple(_clutter(rng, duration)) + tuple(_class_sprite(rng, *iv) for iv in visible)
     sounds = tuple(class_sound(rng, *iv) for iv in audible)
     return Scenario(
-        video_id=f"synth_{split}_{seed}_{index:05d}",
+        video_id=f"{dataset_prefix(seed, split)}{index:05d}",
         split=split,
         duration=duration,
         events=intersect(visible, audible),
