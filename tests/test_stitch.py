@@ -156,6 +156,24 @@ def test_an_event_longer_than_the_window_comes_out_once_from_its_first_start() -
         assert tiou((3.0, 150.0), (final.start, final.end)) >= 0.95
 
 
+def test_an_event_that_fills_the_window_is_not_ended_where_the_longest_candidate_ends() -> None:
+    """Events longer than the training clips: the model keeps a candidate of its longest length
+    (0.8 of the window) from the window's left edge, ending a fifth of the window before now,
+    while its raw predictions reach now. The old rules ended a 150-s event at 77 s (tIoU 0.51)
+    and a 128-s one 8 s early and 13 s late."""
+    truth = [(2.0, 100.0, 0), (104.0, 130.0, 0)]
+    latencies = []
+    for seed in range(10):
+        windows = ModelLikeWindows(truth, seed=seed, capped_share=0.85, stall_start=0.0)
+        events = stream_windows(windows, 140.0, window_seconds=WINDOW_S, classes=CLASSES)
+        assert_contract(events, truth)
+        first, second = finals(events)
+        assert tiou(truth[0][:2], (first.start, first.end)) >= 0.95
+        assert tiou(truth[1][:2], (second.start, second.end)) >= 0.95
+        latencies += [first.emitted_at - truth[0][1], second.emitted_at - truth[1][1]]
+    assert np.median(latencies) <= StitchConfig().settle + 2.0  # after raw predictions linger
+
+
 def window_of(rows: list[tuple[float, float, int, float]]) -> Segments:
     start, end, label, score = (np.array(c) for c in zip(*rows, strict=True))
     return Segments(start, end, label.astype(np.int64), score)

@@ -10,8 +10,12 @@ show what a live window's decoded candidates look like, and `ModelLikeWindows` i
 - boundaries and scores jitter from window to window; a window now and then misses an event;
 - soft-NMS leaves weaker, shorter alternatives of each event, sometimes one candidate spanning two
   neighbours of a class, and weak junk of any class;
+- the longest candidate it places spans about 0.8 of the window (52 of 64 s: events longer than
+  the training clips): of an event that fills more of the window, it keeps in most windows (60-85%)
+  a candidate of that length from the event's seen start, so its end lies a fifth of the window
+  before "now" or before the true end, and decays the candidates that reach further;
 - before soft-NMS, some raw prediction of an ongoing event reaches "now" with a high score in
-  about 97% of the windows (the misses come in runs of one to eight windows, in long events), and
+  about 97% of the windows (the misses come in runs of one to eight steps, in long events), and
   one still reaches "now" after the event ended in about 75% of the windows within 1 s of its end,
   25% within 2 s, 10% within 3 s and 3% later (``ongoing``).
 """
@@ -26,6 +30,7 @@ from loco_stream.postprocess import Segments
 from loco_stream.stream.stitch import Event, StitchConfig, Stitcher
 
 TrueEvent = tuple[float, float, int]  # (start, end, label_id), seconds
+STEP_SECONDS = 0.25  # the model's step, at which the recorded rates below were measured
 
 
 @dataclass
@@ -42,9 +47,11 @@ class ModelLikeWindows:
     merge_share: float = 0.1  # chance of a candidate spanning two close events of one class
     junk: int = 2  # weak candidates of random classes per window
     num_classes: int = 3
-    stall_start: float = 0.01  # chance a window that an ongoing event's raw predictions stall
-    stall_keep: float = 0.7  # chance that a stall lasts another window
+    stall_start: float = 0.0025  # chance per model step (0.25 s) that the raw predictions stall
+    stall_keep: float = 0.7  # chance per model step that a stall goes on
     linger: tuple[float, ...] = (0.75, 0.25, 0.1, 0.03)  # raw predictions reaching now, by s after
+    longest: float = 12.8  # s, the longest candidate (0.8 of the tests' 16-s windows)
+    capped_share: float = 0.7  # chance that a window caps a longer event's candidate at ``longest``
     _base_gaps: dict[int, float] = field(default_factory=dict)  # event -> its early-end gap
     _gaps: dict[int, float] = field(default_factory=dict)  # event -> the latest window's gap
     _stalled: set[int] = field(default_factory=set)  # events whose raw predictions stall now
@@ -93,8 +100,11 @@ class ModelLikeWindows:
             if start > now - 0.5 or end < window_start:
                 continue
             if end > now:  # ongoing: present unless a stall goes on or begins
-                keep = i in self._stalled
-                stalls = rng.random() < (self.stall_keep if keep else self.stall_start)
+                steps = max(1.0, (now - self._last_now) / STEP_SECONDS)  # since the last window
+                if i in self._stalled:
+                    stalls = rng.random() < self.stall_keep**steps
+                else:
+                    stalls = rng.random() < 1 - (1 - self.stall_start) ** steps
                 if stalls:
                     self._stalled.add(i)
                 else:
@@ -132,6 +142,8 @@ class ModelLikeWindows:
             e_hat = now - max(0.0, self._gaps[i])
         else:
             e_hat = end + rng.normal(0, self.jitter)
+        if e_hat - s_hat > self.longest and rng.random() < self.capped_share:
+            e_hat = s_hat + self.longest  # the longest candidate it places, from the seen start
         return s_hat, min(e_hat, now)
 
 

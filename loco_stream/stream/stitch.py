@@ -29,18 +29,25 @@ for that (the values in `StitchConfig` were chosen by replaying recorded windows
   consecutive windows with a score of at least ``threshold``; one that misses a window, or whose
   end lies ``stale_after`` behind the newest step (a past stretch that a weak candidate wavers
   over), is dropped: nothing is reported long after it happened.
+- **Goes on.** The window's raw predictions (before soft-NMS:
+  `loco_stream.stream.engine.ongoing_predictions`) that reach within ``reach_seconds`` of "now"
+  with ``present_score`` say which tracks go on: one of its class that overlaps a track (up to
+  where such predictions last reached it, its ``present``) and no other live track of its class
+  more. The decoded end cannot tell: while an event goes on, soft-NMS often keeps a candidate of
+  it that ends early and decays those that reach now.
+- **Long tracks.** A track that went on for ``long_event`` seconds ends no earlier than its
+  ``present``: the model places no candidate much longer than the events it was trained on (52 s
+  of a 64-s window, after clips of at most 60 s), so for an event that fills the window it keeps
+  one of that length from the window's left edge, ending a fifth of the window before now. Its
+  end record holds its end to the furthest end its candidates reached, since raw predictions
+  linger for a window or two after an event.
 - **Close.** An open track closes (an ``end`` record, final) once its end lies ``close_after``
-  behind the newest step *and* either nothing says it goes on or its end stood still. It goes on
-  while one of the window's raw predictions of its class (before soft-NMS:
-  `loco_stream.stream.engine.ongoing_predictions`) overlaps it, reaches within ``reach_seconds`` of
-  "now" and scores at least ``present_score``: the model's own word that the event lasts, which the
-  decoded end (often placed early while an event goes on) does not give. The end stood still when
-  neither it nor the furthest end that its candidates reach (soft-NMS alternatives included) moved
-  forward by ``end_tolerance`` in the last ``settle`` seconds. A track of ``long_event`` seconds or
-  more closes only once its end stood still: the model now and then stops reaching "now" for a few
-  windows in the middle of a long event. A track that no candidate matches closes once its end lies
-  ``silence`` behind. Without raw predictions (``ongoing`` None), a track closes only once its end
-  stood still.
+  behind the newest step and: a short track, once nothing says it goes on; a long track (and any
+  track where raw predictions are unknown, ``ongoing`` None), once its end stood still: neither
+  it nor the furthest end that its candidates reach (soft-NMS alternatives included) moved
+  forward by ``end_tolerance`` in the last ``settle`` seconds. In the middle of a long event the
+  model now and then stops reaching "now" for a few windows, which must not cut it. A track that
+  no candidate matches closes once its ``present`` and end lie ``silence`` behind.
 - **End of stream.** Open tracks close with what is known; pending tracks that were never missed
   and reach ``threshold`` are emitted too (the stream ended before they could be confirmed).
 """
@@ -64,9 +71,9 @@ class StitchConfig:
     confirm_windows: int = 2  # consecutive windows that must see a track before it opens
     close_after: float = 0.5  # an open track closes once its end lies this far behind now...
     present_score: float = 0.35  # ...and no raw prediction reaching now scores this over it...
-    reach_seconds: float = 0.5  # ...("now": within this of the newest step)...
-    settle: float = 2.0  # ...or the end its candidates reach has stood still this long
-    long_event: float = 15.0  # tracks this long close only once their end stood still
+    reach_seconds: float = 0.5  # ...("now": within this of the newest step)
+    long_event: float = 15.0  # tracks this long end no earlier than raw predictions reach, and...
+    settle: float = 2.0  # ...close once their end has stood still this long
     silence: float = 3.0  # a track that no candidate matches closes this far behind its end
     stale_after: float = 4.0  # a pending track whose end lies this far behind now is dropped
     match_iou: float = 0.3  # least tIoU (inside the window) between a candidate and its track
@@ -109,6 +116,7 @@ class _Track:
     end: float
     score: float  # score of the latest matching candidate (the best informed)
     furthest: float  # the furthest end that a candidate of it reached
+    present: float = -np.inf  # the latest "now" that raw predictions said it went on
     history: list[tuple[float, float, float]] = field(default_factory=list)  # (now, end, furthest)
     id: int | None = None  # given when the track opens; its start is final from then on
     hits: int = 0  # consecutive windows that matched it
@@ -119,6 +127,15 @@ class _Track:
     @property
     def pending(self) -> bool:
         return self.id is None
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return self.start, self.end
+
+    @property
+    def reach(self) -> tuple[float, float]:
+        """Its span up to where raw predictions last said it went on."""
+        return self.start, max(self.end, self.present)
 
 
 @dataclass
@@ -156,6 +173,9 @@ class Stitcher:
         records it emits.
         """
         candidates = self._candidates(found, window_start, now, full)
+        for track in self._tracks:
+            if not track.closed:
+                self._follow_present(track, ongoing, window_start, now)
         matched = self._match(candidates, window_start, now)
         config = self.config
         events: list[Event] = []
@@ -171,11 +191,9 @@ class Stitcher:
                 continue
             behind = now - track.end
             if track in matched:
-                done = behind >= config.close_after and (
-                    self._stood_still(track, now) or self._over(track, ongoing)
-                )
+                done = behind >= config.close_after and self._ended(track, now, ongoing)
             else:
-                done = behind >= config.silence
+                done = now - track.reach[1] >= config.silence
             if done:
                 events.append(self._close(track, emitted_at))
         # drop missed pending tracks; keep closed ones while windows see them (they cut repeats)
@@ -245,7 +263,7 @@ class Stitcher:
         for candidate in candidates:
             live = [t for t in self._tracks if not t.closed and t.label_id == candidate.label_id]
             bounds = np.array([candidate.start]), np.array([candidate.end])
-            ious = [float(_window_iou(t, *bounds, window_start, now)[0]) for t in live]
+            ious = [float(_window_iou(t.span, *bounds, window_start, now)[0]) for t in live]
             if sum(iou >= config.match_iou for iou in ious) > 1:
                 continue  # spans two tracks of its class: a merge of neighbours
             best = max(range(len(live)), key=ious.__getitem__, default=None)
@@ -280,7 +298,11 @@ class Stitcher:
                 track.start_sum += candidate.score * candidate.start
                 track.start_weight += candidate.score
                 track.start = max(track.start_sum / track.start_weight, earlier)
-        track.end = max(min(candidate.end, later), track.start)
+        end = candidate.end
+        if self._is_long(track):  # soft-NMS may keep an early-ending version of it: see present
+            end = max(end, track.present)
+        track.end = max(min(end, later), track.start)
+        track.furthest = max(track.furthest, min(candidate.end, later))
 
     def _follow_reach(
         self, track: _Track, found: Segments, window_start: float, now: float
@@ -292,11 +314,11 @@ class Stitcher:
         ours = (found.label == track.label_id) & (found.score >= config.candidate_floor)
         starts, ends = found.start[ours], found.end[ours]
         overlapping = [
-            _window_iou(other, starts, ends, window_start, now) >= config.match_iou
+            _window_iou(other.span, starts, ends, window_start, now) >= config.match_iou
             for other in self._tracks
             if other.label_id == track.label_id and not other.closed
         ]
-        mine = _window_iou(track, starts, ends, window_start, now) >= config.match_iou
+        mine = _window_iou(track.span, starts, ends, window_start, now) >= config.match_iou
         alone = np.sum(overlapping, axis=0) == 1 if overlapping else mine
         _, later = self._neighbours(track, pending=True)
         reaching = ends[mine & alone & (ends <= later)]
@@ -316,20 +338,50 @@ class Stitcher:
         moved = track.end - end_then >= tolerance or track.furthest - furthest_then >= tolerance
         return then <= since and not moved
 
-    def _over(self, track: _Track, ongoing: Segments | None) -> bool:
-        """Whether nothing says that a track shorter than ``long_event`` goes on: none of the
-        window's raw predictions that reach "now" is of its class, overlaps it and scores
-        ``present_score``. False where that is unknown (``ongoing`` None) and for long tracks."""
-        config = self.config
-        if ongoing is None or track.end - track.start >= config.long_event:
-            return False
-        goes_on = (
+    def _goes_on(self, track: _Track, ongoing: Segments | None) -> np.ndarray:
+        """Which of the window's raw predictions that reach "now" (None: unknown, none) say that
+        ``track`` goes on: of its class, overlapping it and scoring ``present_score``, (K,)."""
+        if ongoing is None:
+            return np.zeros(0, dtype=bool)
+        return (
             (ongoing.label == track.label_id)
-            & (ongoing.start < track.end)
+            & (ongoing.start < track.reach[1])
             & (ongoing.end > track.start)
-            & (ongoing.score >= config.present_score)
+            & (ongoing.score >= self.config.present_score)
         )
-        return not goes_on.any()
+
+    def _follow_present(
+        self, track: _Track, ongoing: Segments | None, window_start: float, now: float
+    ) -> None:
+        """Note how far the raw predictions that say the track goes on reach, leaving out those
+        that overlap another live track of its class more (tIoU inside the window)."""
+        goes_on = self._goes_on(track, ongoing)
+        if not goes_on.any():
+            return
+        starts, ends = ongoing.start[goes_on], ongoing.end[goes_on]
+        mine = _window_iou(track.reach, starts, ends, window_start, now)
+        theirs = [
+            _window_iou(other.reach, starts, ends, window_start, now)
+            for other in self._tracks
+            if other.label_id == track.label_id and not other.closed and other is not track
+        ]
+        best_elsewhere = np.max(theirs, axis=0) if theirs else np.zeros(len(ends))
+        ours = (mine > 0) & (mine >= best_elsewhere)
+        if ours.any():
+            track.present = max(track.present, float(ends[ours].max()))
+
+    def _is_long(self, track: _Track) -> bool:
+        """Whether the track went on for ``long_event`` seconds (by its reach)."""
+        start, end = track.reach
+        return end - start >= self.config.long_event
+
+    def _ended(self, track: _Track, now: float, ongoing: Segments | None) -> bool:
+        """Whether a matched track whose end lies ``close_after`` behind is over: a short one once
+        none of the raw predictions says that it goes on, a ``long_event`` one (and any without
+        raw predictions, ``ongoing`` None) once its end stood still."""
+        if ongoing is None or self._is_long(track):
+            return self._stood_still(track, now)
+        return not self._goes_on(track, ongoing).any()
 
     def _neighbours(self, track: _Track, pending: bool = False) -> tuple[float, float]:
         """The latest end of the tracks of its class before ``track`` and the earliest start of
@@ -353,7 +405,10 @@ class Stitcher:
 
     def _close(self, track: _Track, emitted_at: float) -> Event:
         _, later = self._neighbours(track)  # nor its end in a later confirmed one
-        track.end = max(min(track.end, later), track.start)
+        end = min(track.end, later)
+        if self._is_long(track):  # raw predictions linger after the end: what candidates reached
+            end = min(end, track.furthest)
+        track.end = max(end, track.start)
         track.closed = True
         return self._event(track, "end", track.end, emitted_at)
 
@@ -381,10 +436,10 @@ def _covered(start: float, end: float, spans: list[tuple[float, float]]) -> floa
 
 
 def _window_iou(
-    track: _Track, starts: np.ndarray, ends: np.ndarray, window_start: float, now: float
+    span: tuple[float, float], starts: np.ndarray, ends: np.ndarray, window_start: float, now: float
 ) -> np.ndarray:
-    """tIoU of candidates (K,) and the part of ``track`` inside the window, (K,)."""
-    start, end = max(track.start, window_start), min(track.end, now)
+    """tIoU of candidates (K,) and the part of ``span`` (start, end) inside the window, (K,)."""
+    start, end = max(span[0], window_start), min(span[1], now)
     if end <= start:
         return np.zeros(len(starts))
     return temporal_iou(start, end, starts, ends)
