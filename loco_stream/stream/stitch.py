@@ -116,7 +116,8 @@ class _Track:
     end: float
     score: float  # score of the latest matching candidate (the best informed)
     furthest: float  # the furthest end that a candidate of it reached
-    present: float = -np.inf  # the latest "now" that raw predictions said it went on
+    present: float = -np.inf  # the furthest that raw predictions saying it goes on reached
+    goes_on: bool = False  # whether one of the latest window's raw predictions says so
     history: list[tuple[float, float, float]] = field(default_factory=list)  # (now, end, furthest)
     id: int | None = None  # given when the track opens; its start is final from then on
     hits: int = 0  # consecutive windows that matched it
@@ -338,27 +339,23 @@ class Stitcher:
         moved = track.end - end_then >= tolerance or track.furthest - furthest_then >= tolerance
         return then <= since and not moved
 
-    def _goes_on(self, track: _Track, ongoing: Segments | None) -> np.ndarray:
-        """Which of the window's raw predictions that reach "now" (None: unknown, none) say that
-        ``track`` goes on: of its class, overlapping it and scoring ``present_score``, (K,)."""
-        if ongoing is None:
-            return np.zeros(0, dtype=bool)
-        return (
-            (ongoing.label == track.label_id)
-            & (ongoing.start < track.reach[1])
-            & (ongoing.end > track.start)
-            & (ongoing.score >= self.config.present_score)
-        )
-
     def _follow_present(
         self, track: _Track, ongoing: Segments | None, window_start: float, now: float
     ) -> None:
-        """Note how far the raw predictions that say the track goes on reach, leaving out those
-        that overlap another live track of its class more (tIoU inside the window)."""
-        goes_on = self._goes_on(track, ongoing)
-        if not goes_on.any():
+        """Whether the window's raw predictions that reach "now" say that the track goes on, and
+        how far they reach: one of its class and ``present_score`` that overlaps it (up to its
+        ``present``) and no other live track of its class more (tIoU inside the window)."""
+        track.goes_on = False
+        if ongoing is None:
             return
-        starts, ends = ongoing.start[goes_on], ongoing.end[goes_on]
+        start, end = track.reach
+        ours = (
+            (ongoing.label == track.label_id)
+            & (ongoing.start < end)
+            & (ongoing.end > start)
+            & (ongoing.score >= self.config.present_score)
+        )
+        starts, ends = ongoing.start[ours], ongoing.end[ours]
         mine = _window_iou(track.reach, starts, ends, window_start, now)
         theirs = [
             _window_iou(other.reach, starts, ends, window_start, now)
@@ -366,9 +363,10 @@ class Stitcher:
             if other.label_id == track.label_id and not other.closed and other is not track
         ]
         best_elsewhere = np.max(theirs, axis=0) if theirs else np.zeros(len(ends))
-        ours = (mine > 0) & (mine >= best_elsewhere)
-        if ours.any():
-            track.present = max(track.present, float(ends[ours].max()))
+        goes_on = (mine > 0) & (mine >= best_elsewhere)
+        if goes_on.any():
+            track.goes_on = True
+            track.present = max(track.present, float(ends[goes_on].max()))
 
     def _is_long(self, track: _Track) -> bool:
         """Whether the track went on for ``long_event`` seconds (by its reach)."""
@@ -381,7 +379,7 @@ class Stitcher:
         raw predictions, ``ongoing`` None) once its end stood still."""
         if ongoing is None or self._is_long(track):
             return self._stood_still(track, now)
-        return not self._goes_on(track, ongoing).any()
+        return not track.goes_on
 
     def _neighbours(self, track: _Track, pending: bool = False) -> tuple[float, float]:
         """The latest end of the tracks of its class before ``track`` and the earliest start of
