@@ -303,7 +303,7 @@ class Stitcher:
         if self._is_long(track):  # soft-NMS may keep an early-ending version of it: see present
             end = max(end, track.present)
         track.end = max(min(end, later), track.start)
-        track.furthest = max(track.furthest, min(candidate.end, later))
+        track.furthest = max(track.furthest, min(candidate.end, later))  # its own end counts
 
     def _follow_reach(
         self, track: _Track, found: Segments, window_start: float, now: float
