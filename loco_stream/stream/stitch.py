@@ -348,15 +348,9 @@ class Stitcher:
         track.goes_on = False
         if ongoing is None:
             return
-        start, end = track.reach
-        ours = (
-            (ongoing.label == track.label_id)
-            & (ongoing.start < end)
-            & (ongoing.end > start)
-            & (ongoing.score >= self.config.present_score)
-        )
+        ours = (ongoing.label == track.label_id) & (ongoing.score >= self.config.present_score)
         starts, ends = ongoing.start[ours], ongoing.end[ours]
-        mine = _window_iou(track.reach, starts, ends, window_start, now)
+        mine = _window_iou(track.reach, starts, ends, window_start, now)  # > 0: they overlap
         theirs = [
             _window_iou(other.reach, starts, ends, window_start, now)
             for other in self._tracks
