@@ -95,11 +95,14 @@ def package_version() -> str:
 
 def typed(cls: type, values: Any, where: str) -> Any:
     """``cls(**values)`` for a dataclass, refusing unknown and missing keys by name (``where``
-    says what is being read). New fields of ``cls`` flow through without code here."""
+    says what is being read). New fields of ``cls`` flow through without code here; fields marked
+    ``metadata={"optional": True}`` may be absent (cards written before they existed)."""
     if not isinstance(values, dict):
         raise ValueError(f"{where} must be a JSON object, not {type(values).__name__}")
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown, missing = sorted(set(values) - set(names)), [n for n in names if n not in values]
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in fields]
+    required = [f.name for f in fields if not f.metadata.get("optional")]
+    unknown, missing = sorted(set(values) - set(names)), [n for n in required if n not in values]
     if unknown:
         raise ValueError(f"{where} has unknown key(s) {unknown}; this loco-stream knows {names}")
     if missing:

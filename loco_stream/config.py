@@ -58,6 +58,10 @@ class ModelConfig:
         default_factory=lambda: [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]]
     )
     drop_path: float = 0.1
+    # Per-dimension input standardisation measured on the training split (loco_stream/model/
+    # standardise.py): {"visual": {"mean": [Dv], "scale": [Dv]}, "audio": {...}}; {} for none.
+    # Optional in a model directory's card: cards written before it existed load as {}.
+    feature_stats: dict = field(default_factory=dict, metadata={"optional": True})
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -76,6 +80,26 @@ class ModelConfig:
             raise ConfigError(
                 f"model.embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
             )
+        self._check_feature_stats()
+
+    def _check_feature_stats(self) -> None:
+        if not isinstance(self.feature_stats, dict):
+            raise ConfigError("model.feature_stats must be a mapping of modality to mean and scale")
+        dims = {"visual": self.visual_dim, "audio": self.audio_dim}
+        for modality, entry in self.feature_stats.items():
+            if modality not in dims:
+                raise ConfigError(f"model.feature_stats: unknown modality {modality!r}")
+            if not isinstance(entry, dict) or set(entry) != {"mean", "scale"}:
+                raise ConfigError(f"model.feature_stats.{modality} must hold mean and scale")
+            for key in ("mean", "scale"):
+                values = entry[key]
+                if not isinstance(values, list) or len(values) != dims[modality]:
+                    raise ConfigError(
+                        f"model.feature_stats.{modality}.{key} must list {dims[modality]} numbers "
+                        f"(model.{modality}_dim)"
+                    )
+            if any(not value > 0 for value in entry["scale"]):
+                raise ConfigError(f"model.feature_stats.{modality}.scale must be positive")
 
     @property
     def max_stride(self) -> int:
@@ -125,8 +149,13 @@ class DataConfig:
 class TrainConfig:
     """Optimisation settings (UnAV-100 reference values by default)."""
 
-    epochs: int = 45  # including warm-up
-    warmup_epochs: int = 5
+    # Length: ``steps`` optimizer steps if set, else ``epochs`` passes over the train clips if
+    # set, else sized to the data (train/schedule.py: more clips, more steps).
+    steps: int | None = None
+    epochs: int | None = None
+    warmup_epochs: int = 5  # linear warm-up; capped at a tenth of the run
+    patience: int = 10  # validations without a better avg mAP before stopping early (0: never)
+    standardize: bool = True  # measure model.feature_stats on the train split (if not set)
     batch_size: int = 16
     lr: float = 1.0e-4
     weight_decay: float = 1.0e-4
@@ -144,9 +173,16 @@ class TrainConfig:
     device: str = "cpu"  # cpu, cuda, or auto (CUDA when available)
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size"):
-            if isinstance(getattr(self, key), int) and getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("steps", "epochs", "batch_size"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise ConfigError(f"train.{key} must be a whole number, got {value!r}")
+            if isinstance(value, int) and value < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {value}")
+        if self.patience < 0:
+            raise ConfigError(
+                f"train.patience must be 0 (never stop early) or more, got {self.patience}"
+            )
 
 
 @dataclass

@@ -3,6 +3,7 @@ for tests that need one fast."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -43,10 +44,15 @@ def tiny_config(num_classes: int = 3, window: int = 32) -> Config:
     return Config(model=model, data=DataConfig(step_seconds=0.25, step_offset=0.125))
 
 
-def save_tiny_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """A random tiny LoCo checkpoint and tiny extractors checkpoint in ``folder``."""
+def save_tiny_checkpoints(
+    folder: Path, seed: int = 0, feature_stats: dict | None = None
+) -> tuple[Path, Path]:
+    """A random tiny LoCo checkpoint (standardising its inputs with ``feature_stats`` if given)
+    and tiny extractors checkpoint in ``folder``."""
     torch.manual_seed(seed)
     config = tiny_config()
+    if feature_stats:
+        config.model = dataclasses.replace(config.model, feature_stats=feature_stats)
     model = LoCo(config.model).eval()
     names = [f"class {i}" for i in range(config.model.num_classes)]
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,9 +70,11 @@ def save_tiny_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     return loco, extractors
 
 
-def make_tiny_model_dir(out_dir: Path, seed: int = 0, hop: int = 4) -> Path:
+def make_tiny_model_dir(
+    out_dir: Path, seed: int = 0, hop: int = 4, feature_stats: dict | None = None
+) -> Path:
     """Export a random tiny LoCo and tiny extractors into ``out_dir``; returns ``out_dir``."""
-    loco, _ = save_tiny_checkpoints(out_dir, seed)
+    loco, _ = save_tiny_checkpoints(out_dir, seed, feature_stats)
     status = export_main(["--checkpoint", str(loco), "--out", str(out_dir), "--hop", str(hop)])
     assert status == 0, f"python -m export of the tiny model exited {status}"
     return out_dir

@@ -172,9 +172,14 @@ def _load_array(path: Path, expected_rank: int = 2) -> np.ndarray:
 
 
 def load_features(
-    feature_dir: str | Path, video_id: str, data: DataConfig, model: ModelConfig
+    feature_dir: str | Path,
+    video_id: str,
+    data: DataConfig,
+    model: ModelConfig,
+    allow_non_finite: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """visual (T, Dv) and audio (T, Da) of one video, truncated to a common length."""
+    """visual (T, Dv) and audio (T, Da) of one video, truncated to a common length (NaN/inf are
+    an error unless ``allow_non_finite``: the feature check counts them)."""
     folder = Path(feature_dir)
     streams = []
     for patterns, dim, name in (
@@ -189,7 +194,7 @@ def load_features(
                 f"video {video_id}: {name} features have {stream.shape[1]} channels "
                 f"({', '.join(patterns)}) but model.{name}_dim is {dim}"
             )
-        if not np.isfinite(stream).all():
+        if not allow_non_finite and not np.isfinite(stream).all():
             bad = int((~np.isfinite(stream)).sum())
             raise DataError(
                 f"video {video_id}: {bad} NaN/inf values in its {name} features; re-extract them"

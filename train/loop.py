@@ -1,16 +1,20 @@
 """The training loop: one process, or several under ``torchrun`` (DDP; gloo on the CPU).
 
-AdamW, linear warm-up then cosine decay per iteration, gradient clipping, a model EMA, validation
-of the EMA every ``val_every`` epochs with the best checkpoint kept, resume from ``last.pt``.
-Rank 0 alone logs, validates and writes; every rank computes the same losses on its own shard.
+AdamW, linear warm-up then cosine decay per iteration over a schedule sized to the data
+(``train/schedule.py``), gradient clipping, a model EMA whose decay warms up, validation of the
+EMA every ``val_every`` epochs with the best checkpoint kept, early stopping after
+``train.patience`` validations without a better avg mAP, resume from ``last.pt``. The features
+are standardised inside the model with statistics of the train split (``train/standardise.py``).
+Rank 0 alone logs, validates, writes and draws the curve (``curve.png``); every rank computes the
+same losses on its own shard.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
-import math
 import os
 import random
 import sys
@@ -24,15 +28,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from loco_stream.config import Config, ConfigError
+from loco_stream.config import Config, ConfigError, config_from_dict
 from loco_stream.model import LoCo, LoCoOutput, locality_loss
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .curve import plot_curve
 from .data import load_records, usable_records
 from .dataset import WindowDataset, collate
 from .evaluate import evaluate_split
 from .labels import PointGrid
 from .losses import PositiveCountEMA, diou_loss_1d, sigmoid_focal_loss
+from .schedule import EarlyStopping, ema_decay, lr_factor, plan
+from .standardise import measure_feature_stats
 
 
 def seed_everything(seed: int) -> None:
@@ -48,14 +55,6 @@ def training_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is cuda but torch sees no CUDA GPU; use cpu or auto")
     return torch.device(name)
-
-
-def lr_factor(iteration: int, warmup: int, total: int) -> float:
-    """Linear warm-up from 0 to 1 over ``warmup`` iterations, then cosine decay to 0."""
-    if iteration < warmup:
-        return (iteration + 1) / warmup
-    progress = (iteration - warmup) / max(total - warmup, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def compute_losses(
@@ -111,8 +110,20 @@ def update_ema(ema: LoCo, model: LoCo, decay: float) -> None:
             ema_value.copy_(value)
 
 
+def with_feature_stats(config: Config, records: list, progress: bool) -> Config:
+    """``config`` whose ``model.feature_stats`` hold the train split's (kept when already set,
+    taken from ``train.init_from``'s model when fine-tuning; none with train.standardize off)."""
+    if config.model.feature_stats or not config.train.standardize:
+        return config
+    if config.train.init_from:
+        stats = load_checkpoint(config.train.init_from)["config"]["model"].get("feature_stats", {})
+    else:
+        stats = measure_feature_stats(records, config.data, config.model, progress)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, feature_stats=stats))
+
+
 def train(config: Config, resume: str | None = None, progress: bool = True) -> Path:
-    """Train to ``config.train.epochs``; returns the path of the best checkpoint."""
+    """Train on the schedule ``train/schedule.py`` plans; returns the best checkpoint's path."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world_size > 1 and not dist.is_initialized():
@@ -131,6 +142,9 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
     records, report = usable_records(records, config.data, config.data.train_split)
     if report and main_process:
         print(f"train: warning: {report}", file=sys.stderr, flush=True)
+    if resume:  # the statistics the run started with
+        config = config_from_dict(load_checkpoint(resume)["config"])
+    config = with_feature_stats(config, records, progress and main_process)
     dataset = WindowDataset(
         records, config.data, config.model, train=True, seed=train_config.seed + rank
     )
@@ -167,28 +181,37 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         train_config.loss_normalizer, train_config.loss_normalizer_momentum
     )
     output_dir = Path(train_config.output_dir)
-    start_epoch, best_score = 0, -1.0
+    start_epoch, stopping = 0, EarlyStopping(train_config.patience)
     if resume:
         state = load_checkpoint(resume, device)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_score, normalizer.value = (
-            state["epoch"],
-            state["best_score"],
-            state["normalizer"],
+        start_epoch, normalizer.value = state["epoch"], state["normalizer"]
+        stopping = EarlyStopping(
+            train_config.patience, state["best_score"], state.get("validations_since_best", 0)
         )
     network = DistributedDataParallel(model) if world_size > 1 else model
 
     grids: dict[int, PointGrid] = {}  # batch length -> its point grid
-    iterations_per_epoch = len(loader)
-    total_iterations = train_config.epochs * iterations_per_epoch
-    warmup_iterations = train_config.warmup_epochs * iterations_per_epoch
+    schedule = plan(train_config, len(records), len(loader))
+    iterations_per_epoch = schedule.iterations_per_epoch
+    total_iterations = schedule.total_iterations
     metrics_path = output_dir / "metrics.jsonl"
     if main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    for epoch in range(start_epoch, train_config.epochs):
+        if progress:
+            sized = " (sized to the data)" if schedule.sized_to_data else ""
+            print(
+                f"train: {len(records)} clips, {schedule.epochs} epochs of "
+                f"{iterations_per_epoch} steps = {total_iterations} steps{sized}; stops early "
+                f"after {train_config.patience} validations without a better avg mAP",
+                flush=True,
+            )
+    for epoch in range(start_epoch, schedule.epochs):
+        if stopping.should_stop:
+            break
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         network.train()
@@ -196,7 +219,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         started = time.perf_counter()
         bar = tqdm(
             loader,
-            desc=f"epoch {epoch + 1}/{train_config.epochs}",
+            desc=f"epoch {epoch + 1}/{schedule.epochs}",
             disable=not (progress and main_process),
             leave=False,
         )
@@ -204,7 +227,7 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
             iteration = epoch * iterations_per_epoch + step
             for group in optimizer.param_groups:
                 group["lr"] = train_config.lr * lr_factor(
-                    iteration, warmup_iterations, total_iterations
+                    iteration, schedule.warmup_iterations, total_iterations
                 )
             for key in ("visual", "audio", "mask"):
                 batch[key] = batch[key].to(device)
@@ -219,12 +242,13 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
             if train_config.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.clip_grad)
             optimizer.step()
-            update_ema(ema, model, train_config.ema_decay)
+            update_ema(ema, model, ema_decay(iteration, train_config.ema_decay))
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
             bar.set_postfix(loss=f"{losses['total'].item():.3f}")
         record = {
             "epoch": epoch + 1,
+            "step": (epoch + 1) * iterations_per_epoch,
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - started, 2),
             **{f"loss_{k}": round(v / max(iterations_per_epoch, 1), 5) for k, v in sums.items()},
@@ -232,23 +256,32 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         if len(records) < listed:  # data.skip_missing_features left videos out
             record["videos_without_features"] = listed - len(records)
         validate = train_config.val_every > 0 and (
-            (epoch + 1) % train_config.val_every == 0 or epoch + 1 == train_config.epochs
+            (epoch + 1) % train_config.val_every == 0 or epoch + 1 == schedule.epochs
         )
-        if main_process:
-            if validate:
+        if validate:  # every rank keeps the count, so that all stop together
+            if main_process:
                 result, _ = evaluate_split(
                     ema, config, class_names, config.data.val_split, progress=False
                 )
-                record["val_mAP"] = round(result.average, 3)
-                if result.average > best_score:
-                    best_score = result.average
-                    record["best"] = True
+                score = torch.tensor(result.average)
+            else:
+                score = torch.tensor(0.0)
+            if world_size > 1:
+                dist.broadcast(score, 0)
+            record["val_mAP"] = round(score.item(), 3)
+            if stopping.update(score.item()):
+                record["best"] = True
+            elif stopping.should_stop:
+                record["stopped_early"] = True
+        if main_process:
             state = {
                 "model": model.state_dict(),
                 "ema": ema.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch + 1,
-                "best_score": best_score,
+                "step": (epoch + 1) * iterations_per_epoch,
+                "best_score": stopping.best,
+                "validations_since_best": stopping.since_best,
                 "normalizer": normalizer.value,
                 "config": config.to_dict(),
                 "class_names": class_names,
@@ -262,6 +295,14 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
                 print(json.dumps(record), flush=True)
         if world_size > 1:
             dist.barrier()
+    if main_process:
+        plot_curve(metrics_path, output_dir / "curve.png")
+        if progress and stopping.should_stop:
+            print(
+                f"train: stopped early: {train_config.patience} validations without a better "
+                f"avg mAP than {stopping.best:.2f}",
+                flush=True,
+            )
     if world_size > 1:
         dist.destroy_process_group()
     return output_dir / "best.pt"

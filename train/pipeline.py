@@ -1,7 +1,8 @@
 """From labelled videos to a live detector, in one command: ``loco-train``.
 
     loco-train --videos DIR --annotations A.json --out MODEL_DIR [--extractors NAME]
-        [--background DIR] [--epochs N] [--workdir DIR] [--config FILE] [section.key=value ...]
+        [--background DIR] [--epochs N] [--workdir DIR] [--config FILE] [--check-only]
+        [--skip-missing-videos] [section.key=value ...]
 
 Six stages; each keeps its output in the work folder, so a rerun resumes where the last stopped:
 
@@ -13,9 +14,14 @@ Six stages; each keeps its output in the work folder, so a rerun resumes where t
 2. extractors  ``trainable`` (the default): the project's audio and visual CNNs, each learning
                from its own modality which classes are present in a step (the annotated events;
                background clips are negatives), or a shipped frozen set (train/extractor_sets.py).
-3. features    every clip through the exported extractor graphs, the ones the stream runs.
-4. train       LoCo (``configs/edge.yaml`` sized to the classes and features), keeping the best
-               checkpoint on the validation split.
+3. features    every clip through the exported extractor graphs, the ones the stream runs,
+               then the feature check (``train/feature_check.py``): dead and constant
+               dimensions, NaN/inf and a linear probe per modality, with a plain warning when
+               a modality does not separate the classes (``--check-only`` stops here).
+4. train       LoCo (``configs/edge.yaml`` sized to the classes and features), standardising
+               the features with the train split's statistics, for a number of steps sized to
+               the data (``train/schedule.py``), keeping the best checkpoint on the validation
+               split and stopping early when it stops improving (``loco/curve.png``).
 5. score       the ``test`` subset with the reference evaluator (skipped when there is none).
 6. export      the model directory, every graph checked against torch (``python -m export``'s
                code), opened again by the runtime; its card holds the scores, the settings and
@@ -46,11 +52,13 @@ from loco_stream.features.media import MediaError
 from loco_stream.model_dir import ModelDir
 
 from .checkpoint import half_precision, load_checkpoint, load_model, save_checkpoint
+from .curve import curve_table
 from .data import DataError
 from .evaluate import evaluate_split
 from .extract_features import VIDEO_SUFFIXES, Extractors, extract_folder
 from .extractor_sets import SETS, PretrainedFiles, write_extractor_set
 from .extractors import LabelledClip, train_extractors
+from .feature_check import check_features, report_json, report_text
 from .loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +94,8 @@ class Settings:
     workers: int = 2
     seed: int = 0
     command: str = "loco-train"  # what built the model, for its card
+    skip_missing_videos: bool = False  # train on the annotated videos that exist (part of UnAV-100)
+    check_only: bool = False  # stop after the features and their check, before training
 
 
 # ---------------------------------------------------------------------------- stage 1: check
@@ -205,29 +215,83 @@ def hold_out_validation(train_ids: list[str], database: dict, share: float, seed
     return held_out
 
 
+SUBSETS = ("train", "validation", "test")  # the order subsets are reported in
+
+
+def _subset(entry: dict) -> str:
+    return str(entry.get("subset", "train"))
+
+
+def _event_label(event: dict, names: list[str]) -> str:
+    return str(event.get("label", names[int(event.get("label_id", 0))]))
+
+
+def drop_missing_videos(
+    database: dict, videos: dict[str, Path], folder: Path
+) -> tuple[dict, dict[str, int]]:
+    """``--skip-missing-videos``: the entries whose video is in ``folder`` and how many of each
+    subset are not (printed in one line); an ``InputError`` when too few train videos are left."""
+    kept = {video_id: entry for video_id, entry in database.items() if video_id in videos}
+    counts = Counter(_subset(e) for video_id, e in database.items() if video_id not in kept)
+    order = sorted(counts, key=lambda s: (SUBSETS.index(s) if s in SUBSETS else len(SUBSETS), s))
+    missing = {subset: counts[subset] for subset in order}
+    if not kept:
+        raise InputError(
+            f"none of the {len(database)} annotated videos is in {folder}; --videos must hold "
+            "files named by their ids (<id>.mp4)"
+        )
+    if missing:
+        per_subset = ", ".join(f"{subset} {count}" for subset, count in missing.items())
+        print(
+            f"check: {sum(missing.values())} of {len(database)} annotated videos are missing from "
+            f"{folder} ({per_subset}); training on the {len(kept)} that exist",
+            flush=True,
+        )
+    train_left = sum(_subset(e) == "train" for e in kept.values())
+    if train_left < MIN_TRAIN_VIDEOS:
+        annotated = train_left + missing.get("train", 0)
+        raise InputError(
+            f"only {train_left} of the {annotated} annotated train videos are in {folder} "
+            f"(need at least {MIN_TRAIN_VIDEOS}); add more of them to --videos"
+        )
+    if counts["validation"] and not any(_subset(e) == "validation" for e in kept.values()):
+        print(
+            f"check: none of the {counts['validation']} validation videos is in {folder}; "
+            "holding out a share of train for validation",
+            flush=True,
+        )
+    return kept, missing
+
+
 def check_inputs(settings: Settings) -> dict:
     """The work folder's annotation database (UnAV layout, with ``label_id``, probed
-    ``duration`` and each clip's ``path``); raises ``InputError`` on the first kind of problem."""
+    ``duration`` and each clip's ``path``); raises ``InputError`` on the first kind of problem.
+    With ``skip_missing_videos`` the annotated videos that are not in ``--videos`` are left out
+    (counted per subset in ``missing_videos``) and the classes stay the file's."""
     if not settings.videos.is_dir():
         raise InputError(f"--videos {settings.videos} is not a folder")
     database = read_database(settings.annotations)
     videos = video_files(settings.videos)
     unlabelled = sorted(set(videos) - set(database))
     unseen = sorted(set(database) - set(videos))
-    if unlabelled or unseen:
-        lines = []
-        if unlabelled:
-            lines.append(
-                f"{len(unlabelled)} videos have no entry in {settings.annotations.name} (add "
-                f"them, with an empty annotation list if they hold no event, or move them out): "
-                f"{_listing(unlabelled)}"
-            )
-        if unseen:
-            lines.append(
-                f"{len(unseen)} annotated videos are not in {settings.videos}: {_listing(unseen)}"
-            )
+    lines = []
+    if unlabelled:
+        lines.append(
+            f"{len(unlabelled)} videos have no entry in {settings.annotations.name} (add "
+            f"them, with an empty annotation list if they hold no event, or move them out): "
+            f"{_listing(unlabelled)}"
+        )
+    if unseen and not settings.skip_missing_videos:
+        lines.append(
+            f"{len(unseen)} annotated videos are not in {settings.videos}: {_listing(unseen)} "
+            "(--skip-missing-videos trains on the videos that exist)"
+        )
+    if lines:
         raise InputError("\n".join(lines))
-    names = class_ids(database)
+    names = class_ids(database)  # of the whole file: a class of missing videos only keeps its id
+    annotated, missing = database, {}
+    if settings.skip_missing_videos:
+        database, missing = drop_missing_videos(database, videos, settings.videos)
     durations = probe_all(videos, "videos")
     outside = []
     out: dict[str, dict] = {}
@@ -238,7 +302,7 @@ def check_inputs(settings: Settings) -> dict:
             start, end = (float(x) for x in event["segment"])
             if not 0 <= start < end <= duration + SEGMENT_SLACK_SECONDS:
                 outside.append(f"{video_id} [{start}, {end}] (video: {duration:.2f} s)")
-            label = str(event.get("label", names[int(event.get("label_id", 0))]))
+            label = _event_label(event, names)
             events.append(
                 {
                     "segment": [start, min(end, duration)],
@@ -269,15 +333,33 @@ def check_inputs(settings: Settings) -> dict:
     trained = Counter(
         e["label"] for v in out.values() if v["subset"] == "train" for e in v["annotations"]
     )
-    untrained = [name for name in names if not trained[name]]
+    lost = {  # classes trained in the file by videos that are missing
+        _event_label(e, names)
+        for video_id, entry in annotated.items()
+        if video_id not in out and _subset(entry) == "train"
+        for e in entry.get("annotations", [])
+    }
+    untrained = [name for name in names if not trained[name] and name not in lost]
     if untrained:
         raise InputError(
             f"classes with no event in the train subset: {_listing(untrained)}; annotate "
             "training videos of them or remove them"
         )
+    unlearnt = [name for name in names if not trained[name]]
+    if unlearnt:
+        print(
+            f"check: warning: {len(unlearnt)} of {len(names)} classes have no train event left "
+            f"(their train videos are missing); they keep their ids but are not learnt: "
+            f"{_listing(unlearnt, 5)}",
+            file=sys.stderr,
+            flush=True,
+        )
     if settings.background is not None:
         out.update(background_entries(settings.background, set(out), settings.seed))
-    return {"database": out, "classes": names}
+    checked = {"database": out, "classes": names}
+    if settings.skip_missing_videos:
+        checked["missing_videos"] = missing
+    return checked
 
 
 def background_entries(folder: Path, taken: set[str], seed: int) -> dict[str, dict]:
@@ -380,13 +462,14 @@ def feature_names(extractors: str) -> tuple[str, str]:
     return ("visual", "audio") if extractors == TRAINABLE else SETS[extractors].feature_names()
 
 
-def ship_weights(best: Path, out: Path) -> Path:
-    """``loco.pt``: the EMA weights in fp16 (loaded back into fp32), config and class names only."""
+def ship_weights(best: Path, out: Path, classes: list[str]) -> Path:
+    """``loco.pt``: the EMA weights in fp16 (loaded back into fp32), config and class names only
+    (the annotation file's, also of classes whose videos are all missing)."""
     state = load_checkpoint(best)
     shipped = {
         "model": half_precision(state["ema"]),
         "config": state["config"],
-        "class_names": state["class_names"],
+        "class_names": classes,
         "epoch": state["epoch"],
     }
     save_checkpoint(out / WINDOW_CHECKPOINT, shipped)
@@ -461,6 +544,8 @@ def data_fingerprint(settings: Settings) -> str:
         settings.extractor_epochs,
         settings.seed,
     )
+    # only when set: the work folders of runs without the option keep their fingerprint
+    knobs += ("skip_missing_videos",) if settings.skip_missing_videos else ()
     return _digest([*parts, json.dumps(knobs)])
 
 
@@ -506,6 +591,8 @@ def run(settings: Settings) -> tuple[dict, Progress]:
         outcome = f"{len(checked['classes'])} classes; " + ", ".join(
             f"{count} {subset}" for subset, count in sorted(subsets.items())
         )
+        if checked.get("missing_videos"):
+            outcome += f"; {sum(checked['missing_videos'].values())} missing videos skipped"
         progress.finish("check", time.perf_counter() - began, outcome)
     checked = json.loads(annotations.read_text())
     database, classes = checked["database"], checked["classes"]
@@ -536,7 +623,14 @@ def run(settings: Settings) -> tuple[dict, Progress]:
         if failures:
             listed = "\n  ".join(f"{v.name}: {m}" for v, m in failures.items())
             raise InputError(f"feature extraction failed for {len(failures)} clips:\n  {listed}")
-        progress.finish("features", time.perf_counter() - began, f"{len(videos)} clips")
+        reports = check_features(loco_config(settings, workdir, len(classes)))
+        (workdir / "feature_check.json").write_text(json.dumps(report_json(reports), indent=1))
+        print(report_text(reports), flush=True)
+        probes = ", ".join(f"{r.modality} {r.probe_f1:.2f}" for r in reports)
+        outcome = f"{len(videos)} clips; probe macro-F1 {probes}"
+        progress.finish("features", time.perf_counter() - began, outcome)
+    if settings.check_only:
+        return {}, progress
 
     config = loco_config(settings, workdir, len(classes))
     best = workdir / "loco" / "best.pt"
@@ -547,7 +641,7 @@ def run(settings: Settings) -> tuple[dict, Progress]:
         epoch = load_checkpoint(best)["epoch"]
         progress.finish("train", time.perf_counter() - began, f"best on validation: epoch {epoch}")
 
-    shipped = ship_weights(best, workdir)  # what ships is what is scored and exported
+    shipped = ship_weights(best, workdir, classes)  # what ships is what is scored and exported
     scores_path = workdir / "scores.json"
     if stage("score", 5):
         began = time.perf_counter()
@@ -650,7 +744,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         help=f"{TRAINABLE} (default) or {', '.join(sorted(SETS))}",
     )
     parser.add_argument("--background", type=Path, help="folder of event-free videos (negatives)")
-    parser.add_argument("--epochs", type=int, help="LoCo epochs (default: the config's)")
+    parser.add_argument("--epochs", type=int, help="LoCo epochs (default: sized to the data)")
     parser.add_argument("--workdir", type=Path, help="work folder (default: MODEL_DIR.work)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LoCo config YAML")
     parser.add_argument(
@@ -659,6 +753,16 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--extractor-clips", type=int, default=200)
     parser.add_argument("--extractor-epochs", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2, help="feature extraction processes")
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        help="stop after extracting the features and checking that they separate the classes",
+    )
+    parser.add_argument(
+        "--skip-missing-videos",
+        action="store_true",
+        help="train on the annotated videos that exist (part of UnAV-100), counting the others",
+    )
     parser.add_argument("overrides", nargs="*", help="section.key=value for the LoCo config")
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
@@ -680,6 +784,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         extractor_clips=args.extractor_clips,
         extractor_epochs=args.extractor_epochs,
         workers=max(1, args.workers),
+        skip_missing_videos=args.skip_missing_videos,
+        check_only=args.check_only,
     )
 
 
@@ -702,6 +808,14 @@ def run_and_report(settings: Settings) -> dict:
     results, progress = run(settings)
     print()
     print(progress.table())
+    if settings.check_only:
+        print(
+            f"features checked: {settings.workdir / 'feature_check.json'}; train without "
+            "--check-only to go on"
+        )
+        return results
+    print(curve_table(settings.workdir / "loco" / "metrics.jsonl"))
+    print(f"training curve: {settings.workdir / 'loco' / 'curve.png'}")
     if "test_average_mAP" in results:
         print(f"test avg mAP {results['test_average_mAP']:.2f}")
     print(f"model directory: {settings.out}  ({time.perf_counter() - began:.0f} s this run)")

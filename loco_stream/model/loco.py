@@ -22,6 +22,7 @@ from .encoder import UnimodalEncoder
 from .heads import ClassificationHead, RegressionHead
 from .lcc import LocalityCorrespondenceCorrection
 from .pyramid import CrossModalPyramid
+from .standardise import standardiser
 
 
 def point_grid(length: int, num_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +63,8 @@ class LoCo(nn.Module):
                 c.drop_path,
             )
 
+        self.visual_standardiser = standardiser(c.feature_stats, "visual")
+        self.audio_standardiser = standardiser(c.feature_stats, "audio")
         self.audio_encoder = encoder(c.audio_dim) if c.uses_audio else None
         self.visual_encoder = encoder(c.visual_dim) if c.uses_visual else None
         self.lcc = (
@@ -91,6 +94,10 @@ class LoCo(nn.Module):
         )
 
     def forward(self, visual: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> LoCoOutput:
+        if self.visual_standardiser is not None:
+            visual = self.visual_standardiser(visual, mask)  # (B, T, Dv)
+        if self.audio_standardiser is not None:
+            audio = self.audio_standardiser(audio, mask)  # (B, T, Da)
         streams = []
         if self.audio_encoder is not None:
             streams.append(self.audio_encoder(audio, mask))  # (B, T, D)

@@ -1,0 +1,63 @@
+"""The training curve: loss and validation avg mAP over optimizer steps, as a picture and a table.
+
+Both read the run's ``metrics.jsonl`` (one record an epoch, ``val_mAP`` where it validated).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # noqa: E402  (after choosing the file backend)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curve(metrics_path: Path, out: Path) -> Path | None:
+    """``out``: training loss and validation avg mAP over steps, the best validation marked."""
+    records = read_metrics(metrics_path)
+    if not records:
+        return None
+    steps = [r.get("step", r["epoch"]) for r in records]
+    figure, loss_axis = pyplot.subplots(figsize=(8, 4.5))
+    loss_axis.plot(steps, [r["loss_total"] for r in records], color="tab:gray", label="train loss")
+    loss_axis.set_xlabel("optimizer steps")
+    loss_axis.set_ylabel("train loss")
+    validated = [(s, r["val_mAP"]) for s, r in zip(steps, records, strict=True) if "val_mAP" in r]
+    if validated:
+        map_axis = loss_axis.twinx()
+        map_axis.plot(*zip(*validated, strict=True), "o-", color="tab:blue", label="val avg mAP")
+        best_step, best = max(validated, key=lambda point: point[1])
+        map_axis.plot([best_step], [best], "*", color="tab:red", markersize=14, label="kept")
+        map_axis.set_ylabel("validation avg mAP (%)")
+        map_axis.legend(loc="lower right")
+    stopped = " (stopped early)" if records[-1].get("stopped_early") else ""
+    loss_axis.set_title(f"LoCo training: {steps[-1]} steps{stopped}")
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    pyplot.close(figure)
+    return out
+
+
+def curve_table(metrics_path: Path, rows: int = 12) -> str:
+    """The validations as a text table (at most ``rows``, the best always among them)."""
+    validated = [r for r in read_metrics(metrics_path) if "val_mAP" in r]
+    if not validated:
+        return "no validation ran"
+    best = max(validated, key=lambda r: r["val_mAP"])
+    every = max(1, len(validated) // rows)
+    last = validated[-1]
+    shown = [r for i, r in enumerate(validated) if i % every == 0 or r is best or r is last]
+    lines = [f"{'step':>7} {'epoch':>6} {'loss':>7} {'val avg mAP':>12}"]
+    for r in shown:
+        mark = "  <- kept" if r is best else ""
+        step, epoch, loss = r.get("step", ""), r["epoch"], r["loss_total"]
+        lines.append(f"{step:>7} {epoch:>6} {loss:>7.3f} {r['val_mAP']:>12.2f}{mark}")
+    return "\n".join(lines)
