@@ -372,6 +372,20 @@ def graph_metadata(graph: onnx.ModelProto) -> dict[str, Any]:
     )
 
 
+def with_optional_defaults(embedded: dict[str, Any]) -> dict[str, Any]:
+    """A window graph's embedded metadata with the optional model fields it predates (written
+    before they existed) at their defaults, as the card that lacks them reads."""
+    model = embedded.get("model")
+    if embedded.get("kind") != "window" or not isinstance(model, dict):
+        return embedded
+    defaults = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(ModelConfig)
+        if f.metadata.get("optional")
+    }
+    return {**embedded, "model": {**defaults, **model}}
+
+
 def parse_metadata(text: str | None) -> dict[str, Any]:
     """``loco_stream`` metadata from its JSON text; ``{}`` for none (a user-supplied extractor).
     Raises ValueError when it is not a JSON object."""
@@ -464,7 +478,7 @@ def verify_file(folder: Path, card: ModelCard, name: str) -> None:
         embedded = graph_metadata(graph)
     except ValueError as error:
         raise DamagedFileError(path, f"{error}; {REEXPORT}") from None
-    if embedded != card.embedded(name):
+    if with_optional_defaults(embedded) != card.embedded(name):
         raise MismatchError(
             path,
             f"its embedded metadata ({embedded.get('kind', 'no kind')}) differs from "

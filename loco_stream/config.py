@@ -58,6 +58,8 @@ class ModelConfig:
         default_factory=lambda: [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]]
     )
     drop_path: float = 0.1
+    # dropout on the (standardised) input features while training; optional in a card, as below
+    feature_dropout: float = field(default=0.0, metadata={"optional": True})
     # Per-dimension input standardisation measured on the training split (loco_stream/model/
     # standardise.py): {"visual": {"mean": [Dv], "scale": [Dv]}, "audio": {...}}; {} for none.
     # Optional in a model directory's card: cards written before it existed load as {}.
@@ -149,10 +151,10 @@ class DataConfig:
 class TrainConfig:
     """Optimisation settings (UnAV-100 reference values by default)."""
 
-    # Length: ``steps`` optimizer steps if set, else ``epochs`` passes over the train clips if
+    # Length: ``epochs`` passes over the train clips if set, else ``steps`` optimizer steps if
     # set, else sized to the data (train/schedule.py: more clips, more steps).
-    steps: int | None = None
     epochs: int | None = None
+    steps: int | None = None
     warmup_epochs: int = 5  # linear warm-up; capped at a tenth of the run
     patience: int = 10  # validations without a better avg mAP before stopping early (0: never)
     standardize: bool = True  # measure model.feature_stats on the train split (if not set)
@@ -173,7 +175,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu, cuda, or auto (CUDA when available)
 
     def __post_init__(self) -> None:
-        for key in ("steps", "epochs", "batch_size"):
+        for key in ("epochs", "steps", "batch_size"):
             value = getattr(self, key)
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise ConfigError(f"train.{key} must be a whole number, got {value!r}")

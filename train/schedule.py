@@ -41,12 +41,12 @@ def sized_steps(clips: int) -> int:
 
 
 def plan(config: TrainConfig, clips: int, iterations_per_epoch: int) -> Schedule:
-    """``train.steps``, else ``train.epochs``, else ``sized_steps``, as whole epochs."""
+    """``train.epochs``, else ``train.steps``, else ``sized_steps``, as whole epochs."""
     iterations_per_epoch = max(iterations_per_epoch, 1)
-    if config.steps is not None:
-        epochs = math.ceil(config.steps / iterations_per_epoch)
-    elif config.epochs is not None:
+    if config.epochs is not None:
         epochs = config.epochs
+    elif config.steps is not None:
+        epochs = math.ceil(config.steps / iterations_per_epoch)
     else:
         epochs = math.ceil(sized_steps(clips) / iterations_per_epoch)
     total = epochs * iterations_per_epoch

@@ -65,6 +65,7 @@ class LoCo(nn.Module):
 
         self.visual_standardiser = standardiser(c.feature_stats, "visual")
         self.audio_standardiser = standardiser(c.feature_stats, "audio")
+        self.feature_dropout = nn.Dropout(c.feature_dropout)
         self.audio_encoder = encoder(c.audio_dim) if c.uses_audio else None
         self.visual_encoder = encoder(c.visual_dim) if c.uses_visual else None
         self.lcc = (
@@ -98,6 +99,7 @@ class LoCo(nn.Module):
             visual = self.visual_standardiser(visual, mask)  # (B, T, Dv)
         if self.audio_standardiser is not None:
             audio = self.audio_standardiser(audio, mask)  # (B, T, Da)
+        visual, audio = self.feature_dropout(visual), self.feature_dropout(audio)
         streams = []
         if self.audio_encoder is not None:
             streams.append(self.audio_encoder(audio, mask))  # (B, T, D)
