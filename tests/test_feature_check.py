@@ -79,3 +79,25 @@ def test_a_step_inside_two_classes_is_left_out_and_one_inside_one_is_labelled() 
     record = VideoRecord("v", 4.0, np.array([[0.0, 2.0], [1.0, 3.0]]), np.array([2, 0]))
     labels = step_labels(record, 16, 0.25, 0.125)  # centres 0.125, 0.375, ...
     assert labels[0] == 3 and labels[5] == MULTIPLE and labels[10] == 1 and labels[15] == 0
+
+
+@pytest.mark.slow
+def test_loco_train_check_only_stops_after_the_feature_check(tmp_path: Path, capsys) -> None:
+    from labelled_clips import write_labelled_set
+
+    from train.pipeline import main
+
+    videos, annotations = write_labelled_set(tmp_path / "data", train=12, test=2, seconds=10.0)
+    work = tmp_path / "work"
+    arguments = ["--videos", str(videos), "--annotations", str(annotations)]
+    arguments += ["--out", str(tmp_path / "model"), "--workdir", str(work)]
+    arguments += ["--extractors", "synthetic", "--workers", "1", "--check-only"]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "feature check (linear probe" in printed and "--check-only" in printed
+    done = json.loads((work / "stages.json").read_text())["done"]
+    assert set(done) == {"check", "extractors", "features"}
+    assert "probe macro-F1 visual" in done["features"]["outcome"]
+    check = json.loads((work / "feature_check.json").read_text())
+    assert set(check) == {"visual", "audio"} and check["audio"]["separates"]
+    assert not (tmp_path / "model").exists()

@@ -37,7 +37,8 @@ def plot_curve(metrics_path: Path, out: Path) -> Path | None:
         best_step, best = max(validated, key=lambda point: point[1])
         map_axis.plot([best_step], [best], "*", color="tab:red", markersize=14, label="kept")
         map_axis.set_ylabel("validation avg mAP (%)")
-        map_axis.legend(loc="lower right")
+        lines = loss_axis.get_lines() + map_axis.get_lines()
+        map_axis.legend(lines, [line.get_label() for line in lines], loc="center right")
     stopped = " (stopped early)" if records[-1].get("stopped_early") else ""
     loss_axis.set_title(f"LoCo training: {steps[-1]} steps{stopped}")
     figure.tight_layout()

@@ -2,7 +2,8 @@
 
 The numbers become ``model.feature_stats`` (``loco_stream/model/standardise.py`` applies them
 inside the network, hence inside every exported graph). Measured over every step of every train
-clip, in float64; a dimension that never varies gets scale 1 (it stays constant, not huge).
+clip, in float64; a dimension that never varies gets scale 1 (it stays constant, not huge), and
+one that barely varies at least ``RELATIVE_FLOOR`` of the median dimension's scale.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from loco_stream.config import DataConfig, ModelConfig
 from loco_stream.model.standardise import MIN_SCALE
 
 from .data import VideoRecord, load_features
+
+# A dimension that barely varies in training (a ReLU unit almost always off) is divided by at
+# least this share of the median dimension's std: a rare value in a new video then stays within a
+# factor 100 of a typical one (and within fp16's range in a half-precision graph).
+RELATIVE_FLOOR = 0.01
 
 
 class RunningMoments:
@@ -34,7 +40,9 @@ class RunningMoments:
         mean = self.total / max(self.count, 1)
         variance = np.maximum(self.squares / max(self.count, 1) - mean**2, 0.0)
         std = np.sqrt(variance)
-        return mean, np.where(std < MIN_SCALE, 1.0, std)
+        varying = std[std >= MIN_SCALE]
+        floor = RELATIVE_FLOOR * np.median(varying) if len(varying) else MIN_SCALE
+        return mean, np.where(std < MIN_SCALE, 1.0, np.maximum(std, floor))
 
 
 def measure_feature_stats(
