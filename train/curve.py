@@ -53,7 +53,7 @@ def curve_table(metrics_path: Path, rows: int = 12) -> str:
     if not validated:
         return "no validation ran"
     best = max(validated, key=lambda r: r["val_mAP"])
-    every = max(1, len(validated) // rows)
+    every = max(1, -(-len(validated) // rows))  # ceil: at most ``rows`` rows, then best and last
     last = validated[-1]
     shown = [r for i, r in enumerate(validated) if i % every == 0 or r is best or r is last]
     lines = [f"{'step':>7} {'epoch':>6} {'loss':>7} {'val avg mAP':>12}"]
