@@ -115,3 +115,17 @@ def test_statistics_of_the_wrong_size_are_refused_with_the_dimension_named() -> 
                 'model.feature_stats={"visual": {"mean": [0, 0], "scale": [1, 1]}}',
             ],
         )
+
+
+def test_feature_dropout_acts_while_training_only() -> None:
+    from loco_stream.model import LoCo
+    from tests.tiny_model import tiny_model_config
+
+    torch.manual_seed(0)
+    model = LoCo(tiny_model_config(feature_dropout=0.5))
+    visual, audio, mask = torch.randn(1, 32, 8), torch.randn(1, 32, 8), torch.ones(1, 32)
+    first, second = (model(visual, audio, mask).cls_logits for _ in range(2))
+    assert not torch.allclose(first, second)  # a new dropout mask each call
+    model.eval()
+    first, second = (model(visual, audio, mask).cls_logits for _ in range(2))
+    assert torch.equal(first, second)
