@@ -143,8 +143,12 @@ def test_labelled_videos_to_a_live_detector(tmp_path: Path) -> None:
     out; event-free background clips as negatives; the trainable extractors); the model
     directory finds the held-out events, offline (avg mAP) and in ``loco-stream``; a rerun
     resumes with every stage done."""
-    videos, annotations = write_labelled_set(tmp_path / "data")
-    background = write_background_set(tmp_path / "background")
+    # 16 clips of 12 s (14 train, 2 held out for validation, 4 test) and 2 background clips:
+    # half the media of 24 + 6 clips of 16 s and 4 background ones, which every stage (the
+    # trainable extractors above all) pays for per step; held-out avg mAP stays far above 60
+    # (85-96 over data seeds 0-2, against 100 on the larger set)
+    videos, annotations = write_labelled_set(tmp_path / "data", train=16, test=4, seconds=12.0)
+    background = write_background_set(tmp_path / "background", clips=2)
     out = tmp_path / "model"
     arguments = [
         "--videos", str(videos), "--annotations", str(annotations), "--out", str(out),

@@ -34,9 +34,11 @@ def planted(tmp_path_factory):
 @pytest.mark.slow
 def test_training_on_planted_data_reaches_90_map(planted):
     root, annotations = planted
+    # 20 epochs (160 steps) reach 97 test avg mAP here (30 epochs: 99); over data seeds 0-2, 20
+    # epochs give 92-97 and 30 give 94-99, and 15 epochs or 32 train videos fall short of 90
     config = load_config(
         SMOKE,
-        planted_config_overrides(root, annotations) + ["train.epochs=30", "train.val_every=10"],
+        planted_config_overrides(root, annotations) + ["train.epochs=20", "train.val_every=10"],
     )
     best = train(config, progress=False)
     model, stored, names = load_model(best)
@@ -50,8 +52,8 @@ def test_training_on_planted_data_reaches_90_map(planted):
     metrics = [
         json.loads(line) for line in (root / "run" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [m["epoch"] for m in metrics] == list(range(1, 31))
-    assert "val_mAP" in metrics[9] and "val_mAP" in metrics[29]
+    assert [m["epoch"] for m in metrics] == list(range(1, 21))
+    assert "val_mAP" in metrics[9] and "val_mAP" in metrics[19]
     # the CLI writes the same results file format and scores it
     out = root / "results.json"
     assert evaluate_main(["--checkpoint", str(best), "--split", "test", "--output", str(out)]) == 0
@@ -159,7 +161,9 @@ def test_label_assignment_follows_regression_ranges():
 def test_variants_score_finished_runs_and_resume_stopped_ones(tmp_path, capsys):
     from train import variants
 
-    annotations = make_planted_dataset(tmp_path, {"train": 8, "validation": 4, "test": 4})
+    # two validation and two test videos: what is checked is which runs are trained, scored or
+    # resumed, not their scores; each video is a model call per validation and per scoring
+    annotations = make_planted_dataset(tmp_path, {"train": 8, "validation": 2, "test": 2})
     overrides = planted_config_overrides(tmp_path, annotations) + ["train.val_every=1"]
     command = ["--config", str(SMOKE), "--quiet", *overrides]
     chosen = ["--variants", "loco", "audio_only"]
