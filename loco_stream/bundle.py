@@ -372,18 +372,16 @@ def graph_metadata(graph: onnx.ModelProto) -> dict[str, Any]:
     )
 
 
-def with_optional_defaults(embedded: dict[str, Any]) -> dict[str, Any]:
-    """A window graph's embedded metadata with the optional model fields it predates (written
-    before they existed) at their defaults, as the card that lacks them reads."""
-    model = embedded.get("model")
-    if embedded.get("kind") != "window" or not isinstance(model, dict):
+def as_card_reads(embedded: dict[str, Any]) -> dict[str, Any]:
+    """A window graph's embedded metadata read through the card's parser (``WindowInfo``), so
+    that optional fields it predates compare at the defaults the card reads them with."""
+    if embedded.get("kind") != "window":
         return embedded
-    defaults = {
-        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        for f in dataclasses.fields(ModelConfig)
-        if f.metadata.get("optional")
-    }
-    return {**embedded, "model": {**defaults, **model}}
+    fields = {k: v for k, v in embedded.items() if k not in ("kind", "version")}
+    try:
+        return embedded_metadata(WindowInfo.from_dict(fields), embedded.get("version", ""))
+    except ValueError:
+        return embedded  # unreadable: it differs from the card, which is said below
 
 
 def parse_metadata(text: str | None) -> dict[str, Any]:
@@ -478,7 +476,7 @@ def verify_file(folder: Path, card: ModelCard, name: str) -> None:
         embedded = graph_metadata(graph)
     except ValueError as error:
         raise DamagedFileError(path, f"{error}; {REEXPORT}") from None
-    if with_optional_defaults(embedded) != card.embedded(name):
+    if as_card_reads(embedded) != card.embedded(name):
         raise MismatchError(
             path,
             f"its embedded metadata ({embedded.get('kind', 'no kind')}) differs from "

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from loco_stream.config import Config, ConfigError, config_from_dict
+from loco_stream.config import Config, ConfigError
 from loco_stream.model import LoCo, LoCoOutput, locality_loss
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -119,6 +119,10 @@ def with_feature_stats(config: Config, records: list, progress: bool) -> Config:
         stats = load_checkpoint(config.train.init_from)["config"]["model"].get("feature_stats", {})
     else:
         stats = measure_feature_stats(records, config.data, config.model, progress)
+    return replace_feature_stats(config, stats)
+
+
+def replace_feature_stats(config: Config, stats: dict) -> Config:
     return dataclasses.replace(config, model=dataclasses.replace(config.model, feature_stats=stats))
 
 
@@ -142,8 +146,10 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
     records, report = usable_records(records, config.data, config.data.train_split)
     if report and main_process:
         print(f"train: warning: {report}", file=sys.stderr, flush=True)
-    if resume:  # the statistics the run started with
-        config = config_from_dict(load_checkpoint(resume)["config"])
+    resumed = load_checkpoint(resume) if resume else None  # read once: stats and state
+    if resumed:  # the statistics the run started with
+        stats = resumed["config"]["model"].get("feature_stats", {})
+        config = replace_feature_stats(config, stats)
     config = with_feature_stats(config, records, progress and main_process)
     dataset = WindowDataset(
         records, config.data, config.model, train=True, seed=train_config.seed + rank
@@ -182,8 +188,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
     )
     output_dir = Path(train_config.output_dir)
     start_epoch, stopping = 0, EarlyStopping(train_config.patience)
-    if resume:
-        state = load_checkpoint(resume, device)
+    if resumed:
+        state = resumed
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
