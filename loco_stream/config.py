@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+POSITION_ENCODINGS = ("none", "sinusoidal")
 VARIANTS = ("loco", "no_lcc", "no_cdp", "baseline", "audio_only", "visual_only")
 
 
@@ -43,6 +44,11 @@ class ModelConfig:
     num_proj_layers: int = 2  # masked Conv1d k=3 + LayerNorm + ReLU, per modality
     num_encoder_blocks: int = 2  # local self-attention blocks per modality
     encoder_radius: int = 9  # band radius of the local self-attention (steps)
+    # "none": no absolute positions (the convolutional projection gives local order), so the
+    # network is the same at every stream step and runs as a step graph (docs/streaming_graph.md).
+    # "sinusoidal": an encoding tied to the window's start (models built before; cards without the
+    # field are read so).
+    position_encoding: str = field(default="sinusoidal", metadata={"optional": True})
     num_levels: int = 6  # pyramid levels, stride 2 between them
     cdp_radius: int = 8  # hard band radius R of CDP at every level (steps of that level)
     lcc_dim: int = 128  # shared space of the LCC similarity
@@ -68,6 +74,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ConfigError(f"model.variant {self.variant!r} is unknown; use one of {VARIANTS}")
+        if self.position_encoding not in POSITION_ENCODINGS:
+            raise ConfigError(
+                f"model.position_encoding {self.position_encoding!r} is unknown; "
+                f"use one of {POSITION_ENCODINGS}"
+            )
         if len(self.regression_ranges) != self.num_levels:
             raise ConfigError(
                 f"model.regression_ranges has {len(self.regression_ranges)} entries but "

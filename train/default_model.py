@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extractor-clips", type=int, default=240)
     parser.add_argument("--extractor-epochs", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=30, help="LoCo epochs")
+    parser.add_argument(
+        "--extractors-from",
+        type=Path,
+        help="take the trained extractors of this model directory (e.g. the shipped one) instead "
+        "of training them: rebuilds LoCo alone on the same features",
+    )
     parser.add_argument("overrides", nargs="*", help="section.key=value for the LoCo config")
     args = parser.parse_args(argv)
     if not any(o.startswith("data.online_crop_share=") for o in args.overrides):
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides=args.overrides,
         extractor_clips=args.extractor_clips,
         extractor_epochs=args.extractor_epochs,
+        extractors_from=args.extractors_from,
         command="python -m train.default_model",
     )
     try:

@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -96,6 +97,8 @@ class Settings:
     command: str = "loco-train"  # what built the model, for its card
     skip_missing_videos: bool = False  # train on the annotated videos that exist (part of UnAV-100)
     check_only: bool = False  # stop after the features and their check, before training
+    # a model directory whose trained extractor graphs are taken instead of training them again
+    extractors_from: Path | None = None
 
 
 # ---------------------------------------------------------------------------- stage 1: check
@@ -405,8 +408,19 @@ def media_folder(workdir: Path, database: dict) -> Path:
     return folder
 
 
+EXTRACTOR_FILES = (EXTRACTOR_CHECKPOINT, "visual_extractor.onnx", "audio_extractor.onnx")
+
+
 def make_extractors(settings: Settings, database: dict, num_classes: int, folder: Path) -> dict:
     """Stage 2: the extractor graphs in ``folder``; returns a report."""
+    if settings.extractors_from is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in EXTRACTOR_FILES:
+            source = settings.extractors_from / name
+            if not source.is_file():
+                raise InputError(f"--extractors-from {settings.extractors_from} has no {name}")
+            shutil.copyfile(source, folder / name)
+        return {"set": TRAINABLE, "taken_from": str(settings.extractors_from)}
     if settings.extractors != TRAINABLE:
         errors = write_extractor_set(settings.extractors, folder, files=PretrainedFiles())
         return {"set": settings.extractors, "onnx_max_abs_error": errors}
@@ -546,6 +560,7 @@ def data_fingerprint(settings: Settings) -> str:
     )
     # only when set: the work folders of runs without the option keep their fingerprint
     knobs += ("skip_missing_videos",) if settings.skip_missing_videos else ()
+    knobs += (str(settings.extractors_from.resolve()),) if settings.extractors_from else ()
     return _digest([*parts, json.dumps(knobs)])
 
 

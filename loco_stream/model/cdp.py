@@ -38,12 +38,14 @@ class DynamicWindow(nn.Module):
         nn.init.zeros_(self.predict.weight)
         nn.init.zeros_(self.predict.bias)  # start at width 0.5 R, no shift
 
-    def forward(self, query: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, length: int) -> torch.Tensor:
+        """Biases (B, H, Q, T) of queries (B, Q, D), the last Q of ``length`` steps."""
+        queries = query.shape[1]
         width_logit, shift_logit = self.predict(query).transpose(1, 2).chunk(2, dim=1)  # (B,H,T)
         width = (MIN_WIDTH + (1.0 - MIN_WIDTH) * torch.sigmoid(width_logit)) * self.radius
         shift = 0.5 * self.radius * torch.tanh(shift_logit)
-        offset = relative_positions(query.shape[1], query.shape[1], query.device)  # (T, T): j - i
-        distance = offset[None, None] - shift[..., None]  # (B, H, T, T)
+        offset = relative_positions(queries, length, query.device, length - queries)  # j - i
+        distance = offset[None, None] - shift[..., None]  # (B, H, Q, T)
         return -(distance**2) / (2.0 * width[..., None] ** 2)
 
 
@@ -65,12 +67,22 @@ class CrossModalBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(
-        self, query: torch.Tensor, context: torch.Tensor, mask: torch.Tensor
+        self,
+        query: torch.Tensor,
+        context: torch.Tensor,
+        mask: torch.Tensor,
+        queries: int | None = None,
     ) -> torch.Tensor:
+        """(B, T, D) query and context streams -> (B, Q, D): the last ``queries`` steps (default
+        all) of the query stream, having attended to the context's T steps."""
+        length = query.shape[1]
+        queries = length if queries is None else queries
+        query = query[:, -queries:]
         q = self.norm_query(query)
         bias = key_padding_bias(mask)  # (B, 1, 1, T)
         if self.window is not None:
-            bias = bias + band_bias(q.shape[1], self.radius, q.device) + self.window(q)
+            band = band_bias(length, self.radius, q.device, queries)  # (1, 1, Q, T)
+            bias = bias + band + self.window(q, length)
         x = query + self.drop_path(self.attention(q, self.norm_context(context), bias))
         x = x + self.drop_path(self.ffn(self.norm_ffn(x)))
-        return x * mask[..., None]  # (B, T, D)
+        return x * mask[:, -queries:, None]  # (B, Q, D)

@@ -34,16 +34,23 @@ def key_padding_bias(mask: torch.Tensor) -> torch.Tensor:
     return ((1.0 - mask) * MASKED)[:, None, None, :]
 
 
-def relative_positions(length_q: int, length_k: int, device: torch.device) -> torch.Tensor:
-    """(Tq, Tk) matrix of ``j - i`` (key index minus query index), as float."""
-    query = torch.arange(length_q, device=device, dtype=torch.float32)
+def relative_positions(
+    length_q: int, length_k: int, device: torch.device, query_start: int = 0
+) -> torch.Tensor:
+    """(Tq, Tk) matrix of ``j - i`` (key index minus query index), as float; query ``q`` sits at
+    key index ``query_start + q``."""
+    query = torch.arange(query_start, query_start + length_q, device=device, dtype=torch.float32)
     key = torch.arange(length_k, device=device, dtype=torch.float32)
     return key[None, :] - query[:, None]
 
 
-def band_bias(length: int, radius: int, device: torch.device) -> torch.Tensor:
-    """(1, 1, T, T) additive bias that keeps only keys with ``|j - i| <= radius``."""
-    outside = relative_positions(length, length, device).abs() > radius
+def band_bias(
+    length: int, radius: int, device: torch.device, queries: int | None = None
+) -> torch.Tensor:
+    """(1, 1, Q, T) additive bias that keeps only keys with ``|j - i| <= radius``; the queries
+    are the last ``queries`` (default: all T) of the T steps."""
+    queries = length if queries is None else queries
+    outside = relative_positions(queries, length, device, length - queries).abs() > radius
     return (outside.float() * MASKED)[None, None]
 
 

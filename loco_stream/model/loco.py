@@ -61,6 +61,7 @@ class LoCo(nn.Module):
                 c.num_encoder_blocks,
                 c.encoder_radius,
                 c.drop_path,
+                c.position_encoding == "sinusoidal",
             )
 
         self.visual_standardiser = standardiser(c.feature_stats, "visual")
