@@ -60,6 +60,7 @@ from export.quantize import (  # noqa: E402
     calibration_windows,
     quantize_window_graph,
 )
+from export.step_graph import export_step_graph, step_hop_for  # noqa: E402
 from export.to_onnx import (  # noqa: E402
     ExportError,
     apply_config_file,
@@ -75,6 +76,7 @@ from loco_stream.bundle import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     EXTRACTOR_CHECKPOINT,
     EXTRACTOR_GRAPHS,
+    STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_CHECKPOINT,
     WINDOW_FP16_GRAPH,
@@ -119,6 +121,8 @@ class Job:
     out: Path
     window: int
     hop: int
+    step_hop: int = 0  # steps a call of the step graph; 0: the model gets none (why: no_step)
+    no_step: str = ""
     calib: Path | None = None  # videos for int8 calibration
     calib_clips: int = 40
     results: dict = field(default_factory=dict)
@@ -126,7 +130,7 @@ class Job:
 
     def card(self) -> ModelCard:
         """The card of what has been written so far."""
-        info = window_info(self.config, self.class_names, self.window, self.hop)
+        info = window_info(self.config, self.class_names, self.window, self.hop, self.step_hop)
         extractors = extractor_infos(
             self.encoders["audio"],
             self.encoders["visual"],
@@ -141,7 +145,9 @@ class Job:
 def write_onnx(job: Job, say: Say) -> None:
     """The three fp32 graphs, each checked against torch, and the checkpoints they came from."""
     model = job.config.model
-    export_and_verify(job.model, job.config, job.class_names, job.out, job.window, job.hop, say)
+    export_and_verify(
+        job.model, job.config, job.class_names, job.out, job.window, job.hop, say, job.step_hop
+    )
     errors = export_extractors(
         job.encoders["audio"],
         job.encoders["visual"],
@@ -162,6 +168,13 @@ def write_onnx(job: Job, say: Say) -> None:
                 "together"
             )
     job.written += [WINDOW_GRAPH, AUDIO_GRAPH, VISUAL_GRAPH]
+    if job.step_hop:
+        export_step_graph(
+            job.model, job.config, job.class_names, job.out, job.window, job.step_hop, say
+        )
+        job.written.append(STEP_GRAPH)
+    else:
+        say(f"      no step graph ({STEP_GRAPH}): {job.no_step}")
     write_checkpoints(job, say)
 
 
@@ -240,7 +253,12 @@ class Format:
 
 
 FORMATS = (
-    Format("onnx", "", "loco.onnx, the two extractors, loco.pt, extractors.pt", write_onnx),
+    Format(
+        "onnx",
+        "",
+        "loco.onnx, loco_step.onnx (streamable models), the two extractors, loco.pt, extractors.pt",
+        write_onnx,
+    ),
     Format("fp16", "--fp16", WINDOW_FP16_GRAPH, write_fp16),
     Format("int8", "--int8", WINDOW_INT8_GRAPH, write_int8),
     Format("batch", "--batch", "loco_batch.onnx and the extractors' *_batch.onnx", write_batch),
@@ -327,6 +345,7 @@ def load_job(
     out.mkdir(parents=True, exist_ok=True)
     results = results or previous_results(out, checkpoint)
     job = Job(model, config, names, encoders, spec, checkpoint, extractors, out, window, hop)
+    job.step_hop, job.no_step = step_hop_for(config.model, hop)
     job.calib, job.calib_clips, job.results = calib, calib_clips, results
     try:
         job.card().check_metadata()  # the two checkpoints fit together, before anything is written

@@ -244,11 +244,14 @@ def export_window_graph(
     out_dir: Path,
     window: int,
     hop: int = DEFAULT_HOP_STEPS,
+    step_hop: int = 0,
 ) -> Path:
-    """Export the LoCo window graph for windows of ``window`` steps to ``out_dir/loco.onnx``."""
+    """Export the LoCo window graph for windows of ``window`` steps to ``out_dir/loco.onnx``
+    (``step_hop``: the step graph's steps a call, recorded in the metadata; 0 for none)."""
     check_window(config.model, window, hop)
     inputs = window_inputs(config.model, window, count=1)[0]
-    metadata = embedded_metadata(window_info(config, class_names, window, hop), package_version())
+    info = window_info(config, class_names, window, hop, step_hop)
+    metadata = embedded_metadata(info, package_version())
     return export_graph(
         window_graph(model, window), inputs, OUTPUT_NAMES, out_dir / WINDOW_GRAPH, metadata
     )
@@ -310,10 +313,11 @@ def export_and_verify(
     window: int,
     hop: int,
     say: Callable[[str], None] = print,
+    step_hop: int = 0,
 ) -> dict[str, OutputError]:
     """Export ``out_dir/loco.onnx``, check it, and compare it with torch, ``say``-ing a line per
     step; the error of each output. Raises ExportError on the first failure."""
-    path = export_window_graph(model, config, class_names, out_dir, window, hop)
+    path = export_window_graph(model, config, class_names, out_dir, window, hop, step_hop)
     say(f"      {path} ({path.stat().st_size / 2**20:.1f} MiB, opset {OPSET}, T={window})")
     graph = window_graph(model, window)
     windows = window_inputs(config.model, window)

@@ -9,6 +9,8 @@ A model directory is what ``python -m export`` writes and what the runtime loads
                             -> scores (1,N,C), segments (1,N,2) or (1,N,C,2)
     audio_extractor.onnx    one step's audio input -> features (1, Da)
     visual_extractor.onnx   one step's frames (uint8) -> features (1, Dv)
+    loco_step.onnx          optional: the step graph (streamable models): the network run on a
+                            stream a few steps a call, state in and out (docs/step_graph.md)
     loco_fp16.onnx          optional: the window graph in fp16 (fp32 inputs and outputs)
     loco_int8.onnx          optional: the window graph with Q/DQ nodes (INT8, calibrated)
     *_batch.onnx            optional: the three graphs with a free batch axis (dim 0), so one
@@ -45,6 +47,7 @@ CARD = "model_card.json"
 WINDOW_GRAPH = "loco.onnx"
 WINDOW_FP16_GRAPH = "loco_fp16.onnx"
 WINDOW_INT8_GRAPH = "loco_int8.onnx"
+STEP_GRAPH = "loco_step.onnx"
 AUDIO_GRAPH = "audio_extractor.onnx"
 VISUAL_GRAPH = "visual_extractor.onnx"
 WINDOW_CHECKPOINT = "loco.pt"
@@ -124,6 +127,8 @@ class WindowInfo:
     step_offset: float  # step i is centred at step_offset + i * step_seconds
     decode: DecodeConfig
     model: ModelConfig  # the network (visual_dim, audio_dim, num_classes, ...)
+    # steps per call of the step graph (loco_step.onnx); 0: the directory has none
+    step_hop: int = field(default=0, metadata={"optional": True})
 
     @property
     def visual_dim(self) -> int:
@@ -178,9 +183,15 @@ class ExtractorInfo:
         return dataclasses.replace(info, step=typed(StepSpec, info.step, f"{where}.step"))
 
 
-def embedded_metadata(info: WindowInfo | ExtractorInfo, version: str) -> dict[str, Any]:
-    """What a graph carries in ``metadata_props["loco_stream"]``: its kind, version and metadata."""
-    kind = "window" if isinstance(info, WindowInfo) else f"{info.modality}_extractor"
+def embedded_metadata(
+    info: WindowInfo | ExtractorInfo, version: str, step: bool = False
+) -> dict[str, Any]:
+    """What a graph carries in ``metadata_props["loco_stream"]``: its kind, version and metadata
+    (the step graph carries the window graph's, as kind ``step``)."""
+    if isinstance(info, WindowInfo):
+        kind = "step" if step else "window"
+    else:
+        kind = f"{info.modality}_extractor"
     return {"kind": kind, "version": version, **info.to_dict()}
 
 
@@ -243,13 +254,16 @@ class ModelCard:
     def embedded(self, name: str) -> dict[str, Any]:
         """The metadata embedded in graph ``name``: its kind and its part of the card."""
         role = graph_role(name)
-        info = self.window if role == "window" else self.extractors[role]
-        return embedded_metadata(info, self.version)
+        if role in ("window", "step"):
+            return embedded_metadata(self.window, self.version, step=role == "step")
+        return embedded_metadata(self.extractors[role], self.version)
 
-    def expected_signature(self, name: str) -> tuple[Signature | None, Signature]:
-        """(inputs or None when only the graph itself knows them, outputs) that the metadata
-        implies for graph ``name`` (a batched graph's dim 0 is free)."""
+    def expected_signature(self, name: str) -> tuple[Signature | None, Signature | None]:
+        """(inputs, outputs) that the metadata implies for graph ``name`` (a batched graph's dim 0
+        is free); None where only the graph itself knows them (the step graph's state)."""
         role = graph_role(name)
+        if role == "step":
+            return None, None
         if role == "window":
             inputs, outputs = self.window.signature()
         else:
@@ -269,6 +283,8 @@ class ModelCard:
             )
         if not 1 <= window.hop_steps <= window.window:
             raise ValueError(f"window.hop_steps {window.hop_steps} is not in [1, {window.window}]")
+        if window.step_hop < 0 or window.step_hop & (window.step_hop - 1):
+            raise ValueError(f"window.step_hop {window.step_hop} is not 0 or a power of two")
         wanted = {"visual": window.visual_dim, "audio": window.audio_dim}
         for modality, extractor in self.extractors.items():
             if extractor.modality != modality:
@@ -292,6 +308,11 @@ class ModelCard:
         for name in (WINDOW_GRAPH, AUDIO_GRAPH, VISUAL_GRAPH):
             if name not in self.files:
                 raise ValueError(f"files does not list {name}")
+        if (STEP_GRAPH in self.files) != (self.window.step_hop > 0):
+            raise ValueError(
+                f"window.step_hop is {self.window.step_hop} but files "
+                f"{'lists' if STEP_GRAPH in self.files else 'does not list'} {STEP_GRAPH}"
+            )
         for name, entry in self.files.items():
             if name in (
                 *WINDOW_GRAPHS.values(),
@@ -308,9 +329,11 @@ class ModelCard:
 
 
 def graph_role(name: str) -> str:
-    """ "window", "audio" or "visual": what the graph file ``name`` computes."""
+    """ "window", "step", "audio" or "visual": what the graph file ``name`` computes."""
     if name in WINDOW_GRAPHS.values():
         return "window"
+    if name == STEP_GRAPH:
+        return "step"
     for roles in (EXTRACTOR_GRAPHS, BATCH_GRAPHS):
         for role, graph in roles.items():
             if graph == name:
@@ -375,11 +398,12 @@ def graph_metadata(graph: onnx.ModelProto) -> dict[str, Any]:
 def as_card_reads(embedded: dict[str, Any]) -> dict[str, Any]:
     """A window graph's embedded metadata read through the card's parser (``WindowInfo``), so
     that optional fields it predates compare at the defaults the card reads them with."""
-    if embedded.get("kind") != "window":
+    if embedded.get("kind") not in ("window", "step"):
         return embedded
     fields = {k: v for k, v in embedded.items() if k not in ("kind", "version")}
     try:
-        return embedded_metadata(WindowInfo.from_dict(fields), embedded.get("version", ""))
+        info = WindowInfo.from_dict(fields)
+        return embedded_metadata(info, embedded.get("version", ""), embedded["kind"] == "step")
     except ValueError:
         return embedded  # unreadable: it differs from the card, which is said below
 

@@ -15,6 +15,7 @@ import numpy as np
 from .bundle import (
     AUDIO_GRAPH,
     REEXPORT,
+    STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_CHECKPOINT,
     WINDOW_GRAPHS,
@@ -91,11 +92,14 @@ def _open_torch_window(path: Path, card: ModelCard, threads: int) -> Backend:
 
 
 class ModelDir:
-    """The extractors and the window graph of a model directory, on one backend, verified.
+    """The extractors, the window graph and (where the directory has one) the step graph of a
+    model directory, on one backend, verified.
 
     ``precision`` picks the window graph ONNX Runtime runs: ``fp32`` (``loco.onnx``), ``fp16``
     (``loco_fp16.onnx``) or ``int8`` (``loco_int8.onnx``, Q/DQ); a TensorRT engine has its
-    precision built in (``export/to_trt.py``).
+    precision built in (``export/to_trt.py``). The step graph (``loco_step.onnx``, fp32) is what
+    the stream runs when it exists; ``step_graph`` is None without one, with the ``torch``
+    backend, and with ``use_step_graph=False``.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class ModelDir:
         backend: str = "onnxruntime",
         threads: int = 2,
         precision: str = "fp32",
+        use_step_graph: bool = True,
     ):
         if precision not in WINDOW_GRAPHS:
             raise ValueError(f"precision must be one of {list(WINDOW_GRAPHS)}, not {precision!r}")
@@ -115,15 +120,23 @@ class ModelDir:
                 "the torch backend runs the checkpoint beside the graphs, and this model "
                 "directory has none; export it with `python -m export --checkpoint LOCO.pt`",
             )
-        self.card = read_bundle(self.path, [window_file])  # StepExtractors verifies its own two
+        card = read_card(self.path)
+        steps = use_step_graph and backend != "torch" and STEP_GRAPH in card.files
+        # StepExtractors verifies its own two graphs
+        self.card = read_bundle(self.path, [window_file] + ([STEP_GRAPH] if steps else []))
         self.extractors = StepExtractors(self.path, backend, threads)
+        self.step_graph: Backend | None = None
         try:
             if backend == "torch":
                 self.window_graph = _open_torch_window(self.path, self.card, threads)
             else:
                 self.window_graph = _open_graph(self.path / window_file, backend, threads)
+            if steps:
+                self.step_graph = _open_graph(self.path / STEP_GRAPH, backend, threads)
         except Exception:
             self.extractors.close()
+            if hasattr(self, "window_graph"):
+                self.window_graph.close()
             raise
         self.spec = self.extractors.spec
         self.info: WindowInfo = self.card.window
@@ -145,6 +158,8 @@ class ModelDir:
 
     def close(self) -> None:
         self.window_graph.close()
+        if self.step_graph is not None:
+            self.step_graph.close()
         self.extractors.close()
 
     def __enter__(self) -> ModelDir:

@@ -105,7 +105,7 @@ def test_cdp_predicted_width_changes_attention():
     torch.manual_seed(3)
     block = CrossModalBlock(dim=8, num_heads=2, radius=4, drop_path=0.0)
     torch.nn.init.normal_(block.window.predict.weight, std=1.0)
-    bias = block.window(torch.randn(1, 10, 8))  # (1, H, T, T)
+    bias = block.window(torch.randn(1, 10, 8), 10)  # (1, H, T, T)
     neighbour = bias[0, :, torch.arange(1, 9), torch.arange(2, 10)]  # logits one step ahead
     assert neighbour.std() > 0.01
 

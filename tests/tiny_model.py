@@ -35,6 +35,7 @@ def tiny_model_config(**overrides) -> ModelConfig:
         cdp_radius=3,
         lcc_dim=8,
         drop_path=0.0,
+        position_encoding="none",  # as models are trained now: it has a step graph
     )
     return ModelConfig(**{**values, **overrides})
 

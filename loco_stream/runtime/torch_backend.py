@@ -50,9 +50,14 @@ def window_graph(model: LoCo, window: int) -> WindowGraph:
 
 
 def window_info(
-    config: Config, class_names: list[str], window: int, hop_steps: int = DEFAULT_HOP_STEPS
+    config: Config,
+    class_names: list[str],
+    window: int,
+    hop_steps: int = DEFAULT_HOP_STEPS,
+    step_hop: int = 0,
 ) -> WindowInfo:
-    """The metadata of the window graph of ``config``'s network for windows of ``window`` steps."""
+    """The metadata of the window graph of ``config``'s network for windows of ``window`` steps
+    (and of its step graph, run ``step_hop`` steps a call; 0: none)."""
     return WindowInfo(
         classes=tuple(class_names),
         window=window,
@@ -61,6 +66,7 @@ def window_info(
         step_offset=config.data.step_offset,
         decode=config.decode,
         model=config.model,
+        step_hop=step_hop,
     )
 
 

@@ -88,6 +88,7 @@ class BatchedModel:
         self.model = ModelDir(model, backend, threads) if self._owns_model else model
         self.info = self.model.info
         self.spec = self.model.spec
+        self.step_graph = self.model.step_graph  # run per stream: it holds a stream's state
         self._graphs: dict[str, Backend] = {}
         self._pool: ThreadPoolExecutor | None = None
         backend = self.model.window_graph.name

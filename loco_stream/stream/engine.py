@@ -1,12 +1,15 @@
 """The streaming engine: timestamped frames and audio in, start and end events out.
 
     items ─► StepAssembler ─► extractors (once per step) ─► FeatureRing (last T steps)
-          ─► window graph every ``hop`` steps ─► decode + soft-NMS ─► Stitcher ─► events
+          ─► every ``hop`` steps: step graph (or window graph) ─► decode + soft-NMS ─► Stitcher
+          ─► events
 
-Stream time is the sources' clock (t=0 at the first sample). A window runs when step ``i``
-completes with ``(i + 1) % hop == 0``; it sees the last T steps (left-aligned with a padding mask
-while fewer exist), so the newest step it sees ends at ``(i + 1) * step_seconds``. At the end of
-the stream the steps not yet seen by a window get one more window, then open events are closed.
+Stream time is the sources' clock (t=0 at the first sample). A hop ends when step ``i``
+completes with ``(i + 1) % hop == 0``. With a step graph (``loco_step.onnx``; models without
+absolute positions) the hop's new steps go through it once (`StepRunner`) and the points of the
+last T steps are decoded, each computed with the whole stream before it as context. Otherwise the
+window graph runs over the last T steps (left-aligned with a padding mask while fewer exist). At
+the end of the stream the steps not yet seen get one more run, then open events are closed.
 Times that go back, long gaps and a modality that stops are handled by `Timeline` (a long gap or
 a stall closes the stream so far and restarts it at the new time).
 """
@@ -26,6 +29,7 @@ from ..model_dir import ModelDir, WindowInfo
 from ..postprocess import Segments, candidates, decode, steps_to_seconds
 from ..sources.base import Item, MediaSource, VideoFrame
 from .ring_buffer import FeatureRing
+from .step_runner import StepRunner
 from .stitch import Event, StitchConfig, Stitcher
 from .timeline import StreamStalled, Timeline, Verdict
 
@@ -34,11 +38,13 @@ Clock = Callable[[], float]  # stream time of "now", for live sources
 
 @dataclass
 class WindowInputs:
-    """One window's graph inputs and where it lies: rows are steps first_step..next_step-1."""
+    """One hop's window: the window graph's inputs, or the step graph's outputs already computed
+    (``outputs``: scores (N, C), segments (N, 2)); rows are steps first_step..next_step-1."""
 
-    inputs: tuple[np.ndarray, np.ndarray, np.ndarray]  # visual (1,T,Dv), audio (1,T,Da), mask (1,T)
+    inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # visual (1,T,Dv), audio, mask (1,T)
     first_step: int
     next_step: int
+    outputs: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -48,7 +54,7 @@ class StreamStats:
     frames: int = 0  # video frames received
     audio_seconds: float = 0.0  # audio received
     steps: int = 0  # steps extracted (each exactly once)
-    windows: int = 0  # window graph runs
+    windows: int = 0  # hops decoded (a window graph run, or the step graph's calls of a hop)
     events: int = 0  # final (end) events emitted
     dropped_frames: int = 0  # frames the camera dropped because processing fell behind
     audio_gap_seconds: float = 0.0  # missing audio, filled with silence
@@ -60,7 +66,7 @@ class StreamStats:
     media_seconds: float = 0.0  # stream time covered by complete steps
     compute_seconds: float = 0.0  # extraction, windows, decoding, stitching
     extract_seconds: float = 0.0  # of which the extractors (once per step)
-    window_seconds: float = 0.0  # of which the window graph (once per hop)
+    window_seconds: float = 0.0  # of which the window or step graph (once per hop)
     wall_seconds: float = 0.0  # the whole run, reading the source included
 
     @property
@@ -101,7 +107,8 @@ class StreamStats:
 class StreamEngine:
     """Push `VideoFrame`s and `AudioBlock`s (16 kHz mono) in stream time; get `Event`s back.
 
-    ``hop`` (steps between windows, 1 to the window) defaults to the model's ``hop_steps``.
+    ``hop`` (steps between windows, 1 to the window) defaults to the model's ``hop_steps``. The
+    step graph runs when the model has one and ``hop`` is a multiple of its ``step_hop``.
     ``clock`` gives the stream time of emission for live sources; without it ``emitted_at`` is
     the data's time (the end of the newest step), as for a file read faster than real time. Not
     thread-safe: one caller at a time (`Detector` adds a lock).
@@ -124,6 +131,9 @@ class StreamEngine:
                 f"hop must be between 1 and the window ({info.window} steps), got {self.hop}: "
                 "a longer hop leaves steps that no window sees"
             )
+        step_graph = getattr(model, "step_graph", None)
+        self.step_graph = step_graph if step_graph and self.hop % info.step_hop == 0 else None
+        self.runner: StepRunner | None = None  # made at the stream's first step
         self.stitcher = Stitcher(info.classes, stitch)
         floor = max(info.decode.score_threshold, self.stitcher.config.candidate_floor)
         self._decode = dataclasses.replace(info.decode, score_threshold=floor)
@@ -195,6 +205,7 @@ class StreamEngine:
         self.assembler = StepAssembler(self.model.spec, first_step=first)
         self.ring = FeatureRing(info.window, info.visual_dim, info.audio_dim, first_step=first)
         self._first_step = self._seen_by_window = first
+        self.runner = None
         return events
 
     def run(
@@ -259,15 +270,28 @@ class StreamEngine:
     def _window(self) -> list[Event]:
         """Run the window graph over the last T steps and stitch what it finds."""
         window = self._window_inputs()
+        if window.outputs is not None:
+            return self._stitch_window(window, *window.outputs)
         began = time.perf_counter()
         scores, segments = self.model.run_window(*window.inputs)  # (1,N,C), (1,N,2)
         self.stats.window_seconds += time.perf_counter() - began
         return self._stitch_window(window, scores[0], segments[0])
 
     def _window_inputs(self) -> WindowInputs:
-        """The window of the last T steps as it is now, to run now or later."""
-        visual, audio, mask = self.ring.window_inputs()  # (1,T,Dv), (1,T,Da), (1,T)
-        return WindowInputs((visual, audio, mask), self.ring.first_step, self.ring.next_step)
+        """The window of the last T steps as it is now, to run now or later; with a step graph,
+        its outputs, the hop's new steps run through it now."""
+        first, now = self.ring.first_step, self.ring.next_step
+        if self.step_graph is None:
+            visual, audio, mask = self.ring.window_inputs()  # (1,T,Dv), (1,T,Da), (1,T)
+            return WindowInputs((visual, audio, mask), first, now)
+        began = time.perf_counter()
+        if self.runner is None:
+            self.runner = StepRunner(self.step_graph, self.model.info, self._first_step)
+        visual, audio = self.ring.rows(self.runner.origin + self.runner.steps, now)
+        self.runner.push(visual, audio)
+        outputs = self.runner.window_outputs(first)
+        self.stats.window_seconds += time.perf_counter() - began
+        return WindowInputs(None, first, now, outputs)
 
     def _stitch_window(
         self, window: WindowInputs, scores: np.ndarray, segments: np.ndarray
@@ -281,7 +305,8 @@ class StreamEngine:
         self._seen_by_window = window.next_step
         emitted_at = self._emission_at(now)
         window_start = first * info.step_seconds
-        cut = first > self._first_step  # the window's left edge cuts events
+        # the window graph's left edge cuts events; the step graph's points see the whole stream
+        cut = first > self._first_step and self.step_graph is None
         events = self.stitcher.update(found, window_start, now, cut, emitted_at, ongoing)
         return self._count(events)
 

@@ -227,7 +227,11 @@ class _Lane(StreamEngine):
         due = []
         for row, step in enumerate(self.pending):
             if self._add_features(step.index, visual[row], audio[row]):
-                due.append(self._window_inputs())
+                began = time.perf_counter()
+                window = self._window_inputs()
+                if window.outputs is not None:  # the step graph ran: compute of this stream
+                    self.stats.compute_seconds += time.perf_counter() - began
+                due.append(window)
             self._note_lag((step.index + 1) * self.model.info.step_seconds)
         self.stats.extract_seconds += seconds
         self.stats.compute_seconds += seconds
@@ -401,13 +405,17 @@ class MultiStreamEngine:
             windows = lane.take_features(visual[rows], audio[rows], per_step * count)
             due += [(lane, window) for window in windows]
             row += count
+        events: list[StreamEvent] = []
+        for lane, window in due:  # step graph: run per stream as its steps came in
+            if window.outputs is not None:
+                events += self._events(lane, lane.take_window(window, *window.outputs, 0.0))
+        due = [(lane, window) for lane, window in due if window.outputs is None]
         if not due:
-            return []
+            return events
         inputs = [np.concatenate(parts) for parts in zip(*(w.inputs for _, w in due), strict=True)]
         began = time.perf_counter()
         scores, segments = self.model.windows(*inputs)  # (W, N, C), (W, N, 2)
         per_window = (time.perf_counter() - began) / len(due)
-        events: list[StreamEvent] = []
         for row, (lane, window) in enumerate(due):
             found = lane.take_window(window, scores[row], segments[row], per_window)
             events += self._events(lane, found)

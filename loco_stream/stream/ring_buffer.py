@@ -50,3 +50,13 @@ class FeatureRing:
         else:
             order = (np.arange(self.window) + pushed) % self.window
         return self._visual[order][None], self._audio[order][None], self._valid[order][None]
+
+    def rows(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """visual (K, Dv) and audio (K, Da) of steps ``first``..``stop - 1``, still held."""
+        if not self.first_step <= first <= stop <= self.next_step:
+            raise ValueError(
+                f"steps {first}..{stop - 1} are not all held (held: "
+                f"{self.first_step}..{self.next_step - 1})"
+            )
+        slots = (np.arange(first, stop) - self._origin) % self.window
+        return self._visual[slots], self._audio[slots]
