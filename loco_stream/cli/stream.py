@@ -5,6 +5,7 @@
     loco-stream --demo [--seed 7] [--duration 30]
     loco-stream --input A.mp4 --input B.mp4 [--camera 0 --mic default ...] --output-dir DIR
     loco-stream --sources streams.yaml [--output-dir DIR] [--output ALL.jsonl]
+    loco-stream ... [--evidence DIR] [--mqtt HOST[:PORT]] [--webhook URL] [--serve [HOST:PORT]]
 
 Each event is printed as it is confirmed (START) and when it is final (END), and written to
 ``--output`` as JSON lines (docs/output.md). Many streams (more than one ``--input`` or camera,
@@ -14,14 +15,18 @@ of them merged; each record carries its stream's name. A stream that fails is re
 others go on; the exit status is then 1. Ctrl-C or SIGTERM closes the open events, writes them,
 prints the stats and exits 0. Argument errors exit 2 (argparse's usage line); startup problems
 exit 1 with one ``loco-stream: error:`` line and write nothing. ``--output`` is locked while it
-is written: a second writer of the same file is refused.
+is written: a second writer of the same file is refused. The monitoring options hand every
+record to sinks beside the JSON lines (``loco_stream.sinks``, docs/monitoring.md); a sink that
+fails never stops detection or costs a line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
+import re
 import secrets
 import signal
 import sys
@@ -33,6 +38,17 @@ import cv2
 from loco_stream.model_dir import ModelDir, ModelDirError
 from loco_stream.postprocess import temporal_iou
 from loco_stream.runtime import BACKENDS, BackendUnavailable
+from loco_stream.sinks import (
+    EvidenceRecorder,
+    LivePage,
+    Monitor,
+    MqttSink,
+    Sink,
+    SinkError,
+    WebhookSink,
+)
+from loco_stream.sinks.live_page import DEFAULT_ADDRESS
+from loco_stream.sinks.tap import TappedSpec
 from loco_stream.sources import (
     FileSource,
     MediaSource,
@@ -147,7 +163,86 @@ def _parser() -> argparse.ArgumentParser:
         '127.0.0.1), local, or an address (pip install "loco-stream[ray]")',
     )
     parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: N actors")
+    _monitoring_options(parser)
     return parser
+
+
+def _monitoring_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "monitoring", "evidence files, MQTT, webhooks, a live page (docs/monitoring.md)"
+    )
+    group.add_argument(
+        "--evidence", metavar="DIR", type=Path, help="a snapshot and a clip of each event in DIR"
+    )
+    group.add_argument("--pre", type=float, metavar="SECONDS", help="clip before an event (2)")
+    group.add_argument("--post", type=float, metavar="SECONDS", help="clip after an event (2)")
+    group.add_argument(
+        "--evidence-max-mb", type=float, metavar="MB", help="bound of DIR, oldest first (1024)"
+    )
+    group.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish the records to a broker")
+    group.add_argument("--mqtt-prefix", metavar="PREFIX", help="topic prefix (loco)")
+    group.add_argument("--mqtt-tls", action="store_true", help="TLS to the broker (port 8883)")
+    group.add_argument("--webhook", metavar="URL", help="POST each record as JSON to URL")
+    group.add_argument(
+        "--serve",
+        nargs="?",
+        const=DEFAULT_ADDRESS,
+        metavar="HOST:PORT",
+        help=f"a live page on HOST:PORT (default {DEFAULT_ADDRESS})",
+    )
+    group.add_argument(
+        "--serve-remote", action="store_true", help="allow --serve on a non-loopback address"
+    )
+
+
+def _make_sinks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Sink]:
+    """The sinks the monitoring options ask for (none opened yet); argparse's error if unusable."""
+    needs = [
+        ("--pre", args.pre, "--evidence", args.evidence),
+        ("--post", args.post, "--evidence", args.evidence),
+        ("--evidence-max-mb", args.evidence_max_mb, "--evidence", args.evidence),
+        ("--mqtt-prefix", args.mqtt_prefix, "--mqtt", args.mqtt),
+        ("--mqtt-tls", args.mqtt_tls or None, "--mqtt", args.mqtt),
+        ("--serve-remote", args.serve_remote or None, "--serve", args.serve),
+    ]
+    for flag, given, base, base_given in needs:
+        if given is not None and base_given is None:
+            parser.error(f"{flag} is an option of {base}")
+    if args.evidence is not None and args.ray is not None:
+        parser.error("--evidence does not go with --ray: the frames stay on the Ray actors")
+    sinks: list[Sink] = []
+    try:
+        if args.evidence is not None:
+            options = {"pre": args.pre, "post": args.post, "max_mb": args.evidence_max_mb}
+            given = {name: value for name, value in options.items() if value is not None}
+            sinks.append(EvidenceRecorder(args.evidence, **given))
+        if args.mqtt is not None:
+            sinks.append(MqttSink(args.mqtt, args.mqtt_prefix or "loco", args.mqtt_tls))
+        if args.webhook is not None:
+            sinks.append(WebhookSink(args.webhook))
+        if args.serve is not None:
+            sinks.append(LivePage(args.serve, args.serve_remote, args.evidence))
+    except ValueError as error:
+        parser.error(str(error))
+    return sinks
+
+
+def _single_name(args: argparse.Namespace) -> str:
+    """The name of a single stream in evidence files and MQTT topics."""
+    if args.input is not None:
+        return re.sub(r"[^A-Za-z0-9._-]", "_", args.input.stem)[:64] or "input"
+    return "demo" if args.demo else "camera1"
+
+
+def _open_monitor(monitor: Monitor) -> None:
+    """Open the sinks (a `CliError` naming the one that cannot start) and say where the page is."""
+    try:
+        monitor.open()
+    except SinkError as error:
+        raise CliError(str(error)) from None
+    for sink in monitor.sinks:
+        if isinstance(sink, LivePage):
+            print(f"live page: {sink.url}", flush=True)
 
 
 def _many(args: argparse.Namespace) -> bool:
@@ -197,6 +292,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--threads must be at least 1")
     if not 0 <= args.threshold <= 1:
         parser.error("--threshold is a score, between 0 and 1")
+    args.sinks = _make_sinks(parser, args)
 
 
 def _open_model(args: argparse.Namespace) -> ModelDir:
@@ -302,16 +398,20 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
     except (SourceError, CliError) as error:
         model.close()
         raise CliError(str(error)) from None
+    monitor = Monitor(args.sinks, stream=_single_name(args))
     try:
+        _open_monitor(monitor)
         writer = JsonlWriter(args.output) if args.output is not None else None
-    except OutputInUse as error:
+    except (CliError, OutputInUse, OSError) as error:
+        monitor.close()
         source.close()
         model.close()
-        raise CliError(f"cannot write --output {error}") from None
-    except OSError as error:
-        source.close()
-        model.close()
+        if isinstance(error, CliError):
+            raise
+        if isinstance(error, OutputInUse):
+            raise CliError(f"cannot write --output {error}") from None
         raise CliError(f"cannot write --output '{args.output}': {error.strerror}") from None
+    monitor.write = writer.write if writer is not None else None
     print(f"model: {model.description}; source: {source.description}", flush=True)
 
     stitch = StitchConfig(threshold=args.threshold)
@@ -321,8 +421,7 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
     next_stats = args.stats
 
     def on_event(event: Event) -> None:
-        if writer is not None:
-            writer.write(event.to_record())
+        monitor.on_record(event.to_record())
         print_event(event)
         if event.type == "end":
             finals.append(event)
@@ -331,15 +430,16 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
 
     def on_item(item: Item) -> None:
         nonlocal next_stats
+        monitor.on_item(item)
         if overlay is not None and isinstance(item, VideoFrame):
             overlay.show(item.image, item.t)
         if next_stats is not None and engine.now >= next_stats:
             next_stats += args.stats
             print(engine.stats.line(), flush=True)
-            if writer is not None:
-                writer.write(engine.stats.to_record(engine.emission_time()))
+            monitor.on_record(monitor.with_counters(engine.stats.to_record(engine.emission_time())))
 
     def should_stop() -> bool:
+        monitor.pump()
         return stopper.requested or (overlay is not None and overlay.quit)
 
     failure: SourceError | StreamStalled | None = None
@@ -351,11 +451,15 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         pass
     finally:
         source.close()
+        monitor.finish()
         stats = engine.stats
         print(stats.line(), flush=True)
+        monitor.on_record(monitor.with_counters(stats.to_record(engine.emission_time())))
         if writer is not None:
-            writer.write(stats.to_record(engine.emission_time()))
             writer.close()
+        monitor.close()
+        if monitor.sinks:
+            print(monitor.summary(), flush=True)
         if overlay is not None:
             overlay.close()
         model.close()
@@ -401,7 +505,11 @@ class _Sinks:
     """Where the events of many streams go: DIR/NAME.jsonl per stream, one merged file, and the
     terminal (each line prefixed with the stream's name)."""
 
-    def __init__(self, output: Path | None, output_dir: Path | None, names: list[str]) -> None:
+    def __init__(
+        self, output: Path | None, output_dir: Path | None, names: list[str], monitor: Monitor
+    ) -> None:
+        self.monitor = monitor
+        monitor.write = lambda record: self.write(record["stream"], record)
         self.merged: JsonlWriter | None = None
         self.per_stream: dict[str, JsonlWriter] = {}
         try:
@@ -426,12 +534,14 @@ class _Sinks:
             self.merged.write(record)
 
     def on_event(self, item: StreamEvent) -> None:
-        self.write(item.stream, item.to_record())
+        self.monitor.on_record(item.to_record())
         print(f"[{item.stream}] {event_line(item.event)}", flush=True)
 
     def on_end(self, report: StreamReport) -> None:
+        self.monitor.finish(report.name)  # its clips' updates come before its stats
         if report.stats.steps or report.stats.frames or report.stats.audio_seconds:
-            self.write(report.name, report.to_record(report.stats.media_seconds))
+            record = report.to_record(report.stats.media_seconds)
+            self.monitor.on_record(self.monitor.with_counters(record))
             lag = "" if report.max_lag is None else f", max lag {report.max_lag:.2f} s"
             print(f"[{report.name}] {report.stats.line()}{lag}", flush=True)
         if report.error is not None:
@@ -462,24 +572,37 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
     except (ModelDirError, BackendUnavailable) as error:
         model.close()
         raise CliError(str(error)) from None
-    try:  # Ray is reached before any output file is made
+    monitor = Monitor(args.sinks)
+    try:  # Ray and the sinks are reached before any output file is made
         run = engine.run if args.ray is None else _ray_run(args)
-        sinks = _Sinks(args.output, args.output_dir, [spec.name for spec in specs])
+        _open_monitor(monitor)
+        sinks = _Sinks(args.output, args.output_dir, [spec.name for spec in specs], monitor)
     except CliError:
+        monitor.close()
         engine.close()
         model.close()
         raise
+    if monitor.evidence is not None:  # the readers hand each item to the evidence too
+        specs = [TappedSpec(**_fields(spec), tap=monitor.on_item) for spec in specs]
     print(f"model: {engine.description}; {len(specs)} streams", flush=True)
 
     def on_start(name: str, description: str) -> None:
         print(f"[{name}] source: {description}", flush=True)
 
+    def should_stop() -> bool:
+        monitor.pump()
+        return stopper.requested
+
     try:
-        reports = run(specs, sinks.on_event, sinks.on_end, lambda: stopper.requested, on_start)
+        reports = run(specs, sinks.on_event, sinks.on_end, should_stop, on_start)
     except KeyboardInterrupt:  # a second signal: run() closed the streams it had
         reports = []
     finally:
+        monitor.finish()
         sinks.close()
+        monitor.close()
+        if monitor.sinks:
+            print(monitor.summary(), flush=True)
         engine.close()
         model.close()
     failed = [report.name for report in reports if report.error is not None]
@@ -490,6 +613,10 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
         flush=True,
     )
     return 1 if failed else 0
+
+
+def _fields(spec: StreamSpec) -> dict:
+    return {field.name: getattr(spec, field.name) for field in dataclasses.fields(StreamSpec)}
 
 
 def _ray_run(args: argparse.Namespace):

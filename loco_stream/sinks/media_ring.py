@@ -32,6 +32,11 @@ class MediaRing:
             self._bytes -= _size(self._items.popleft())
         return kept
 
+    @property
+    def newest(self) -> float | None:
+        """Stream time reached by the newest item held (None while empty)."""
+        return _end(self._items[-1]) if self._items else None
+
     def since(self, t: float) -> list[Item]:
         """The items held that reach ``t`` or later, oldest first."""
         return [item for item in self._items if _end(item) >= t]
