@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..model_dir import ModelDir
-from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, MonoResampler, VideoFrame
+from ..sinks.base import Sink
+from ..sinks.monitor import Monitor
+from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, Item, MonoResampler, VideoFrame
 from .engine import StreamEngine, StreamStats
 from .stitch import DEFAULT_THRESHOLD, Event, StitchConfig
 
@@ -57,6 +59,11 @@ class Detector:
     one modality 30 s ahead of the other (which stopped) raises `StreamStalled` once (after its
     events are out), its buffer is dropped and the detector goes on.
 
+    ``sinks`` (`loco_stream.sinks`: `EvidenceRecorder`, `MqttSink`, `WebhookSink`, `LivePage`)
+    get every record and, for the evidence, every item pushed; they are opened here (a
+    `SinkError` if one cannot start) and closed by ``close()``. A sink that fails later never
+    stops the detector. Their stream name is "detector".
+
     Thread-safety: every method holds one internal (re-entrant) lock, so frames and audio may be
     pushed from different threads (a camera thread and an audio callback, say) while another
     thread reads ``events()``. Work is done in the pushing thread: a push that completes a hop
@@ -72,6 +79,7 @@ class Detector:
         threshold: float = DEFAULT_THRESHOLD,
         hop: int | None = None,
         on_event: Callable[[Event], None] | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         if not _is_number(threshold) or not 0 <= threshold <= 1:
             raise ValueError(f"threshold is a score, between 0 and 1; got {threshold!r}")
@@ -79,14 +87,26 @@ class Detector:
         self.model = ModelDir(model, backend, threads) if self._owns_model else model
         try:
             self._engine = StreamEngine(self.model, StitchConfig(threshold=threshold), hop)
-        except ValueError:
+            monitor = Monitor(sinks, stream="detector") if sinks else None
+            if monitor is not None:
+                monitor.open()
+        except Exception:  # a bad hop, or a sink that cannot start
             self._close_model()
             raise
-        self._init_stream(on_event, threading.RLock())
+        self._init_stream(on_event, threading.RLock(), monitor)
 
-    def _init_stream(self, on_event: Callable[[Event], None] | None, lock: threading.RLock) -> None:
-        """The state of the stream pushed in: what checks, resamples and queues its input."""
+    def _init_stream(
+        self,
+        on_event: Callable[[Event], None] | None,
+        lock: threading.RLock,
+        monitor: Monitor | None,
+        name: str | None = None,
+    ) -> None:
+        """The state of the stream pushed in: what checks, resamples and queues its input, and
+        the sinks' monitor (``name``: the stream's, where the monitor has many)."""
         self._on_event = on_event
+        self._monitor = monitor
+        self._name = name
         self._ready: deque[Event] = deque()
         self._resampler: MonoResampler | None = None
         self._rate_check = _RateCheck(TARGET_SAMPLE_RATE)
@@ -114,7 +134,7 @@ class Detector:
         t = _check_time(t)
         with self._lock:
             self._check_open()
-            self._emit(self._engine.push(VideoFrame(max(self._stream_time(t), 0.0), image)))
+            self._emit(self._push(VideoFrame(max(self._stream_time(t), 0.0), image)))
 
     def push_audio(
         self, samples: np.ndarray, t: float, sample_rate: int = TARGET_SAMPLE_RATE
@@ -149,7 +169,7 @@ class Detector:
                     blocks = []
                 blocks.append(self._resampler.push(samples, t))
             blocks = [b for b in blocks if b is not None and len(b.samples)]
-            self._emit([e for b in blocks for e in self._engine.push(b)])
+            self._emit([e for b in blocks for e in self._push(b)])
 
     def events(self) -> Iterator[Event]:
         """The events emitted since the last call, oldest first; never waits."""
@@ -168,11 +188,13 @@ class Detector:
             if self._closed:
                 return []
             self._closed = True
-            events = [e for b in self._flush_resampler() for e in self._engine.push(b)]
+            events = [e for b in self._flush_resampler() for e in self._push(b)]
             events += self._engine.finish()
             self._emit(events, report_stall=False)
             remaining = list(self._ready) if self._on_event is None else events
             self._ready.clear()
+            if self._monitor is not None:
+                self._close_monitor()
             self._close_model()
             return remaining
 
@@ -196,6 +218,21 @@ class Detector:
         if self._owns_model:
             self.model.close()
 
+    def _push(self, item: Item) -> list[Event]:
+        """Hand one item to the sinks (evidence) and to the engine; the events it made."""
+        if self._monitor is not None:
+            self._monitor.on_item(item, self._name)
+        return self._engine.push(item)
+
+    def _publish(self, event: Event) -> None:
+        """Hand an event's record to the sinks."""
+        self._monitor.on_record(event.to_record())
+
+    def _close_monitor(self) -> None:
+        """The stream ended: its evidence is finished, the sinks closed."""
+        self._monitor.finish()
+        self._monitor.close()
+
     def _flush_resampler(self) -> list[AudioBlock]:
         if self._resampler is None:
             return []
@@ -205,6 +242,10 @@ class Detector:
     def _emit(self, events: list[Event], report_stall: bool = True) -> None:
         """Hand events to ``on_event``, or queue them for ``events()`` (the lock is held); then
         report a stall that began, if any."""
+        if self._monitor is not None:
+            for event in events:
+                self._publish(event)
+            self._monitor.pump()
         if self._on_event is None:
             self._ready.extend(events)
         else:

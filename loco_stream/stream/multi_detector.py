@@ -8,18 +8,23 @@ for item in detector.events():                      # StreamEvent: .stream, .eve
     print(item.stream, item.event.type, item.event.label)
 detector.close_stream("door")                       # closes its open events
 detector.close()                                    # every stream, then the model
+
+``MultiDetector(sinks=[...])`` hands every stream's records and media to the sinks
+(`loco_stream.sinks`), as `Detector` does: one broker connection, one page, evidence per stream.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..model_dir import ModelDir
+from ..sinks.base import Sink
+from ..sinks.monitor import Monitor
 from ..sources.base import TARGET_SAMPLE_RATE
 from .detector import Detector
 from .engine import StreamStats
@@ -38,11 +43,18 @@ class _StreamInput(Detector):
         threshold: float,
         on_event: Callable[[Event], None],
         lock: threading.RLock,
+        monitor: Monitor | None,
     ) -> None:  # no Detector.__init__: no model or engine of its own
         self._owns_model = False
         self.model = engine.model
         self._engine = engine.add_stream(name, threshold)
-        self._init_stream(on_event, lock)
+        self._init_stream(on_event, lock, monitor, name)
+
+    def _publish(self, event: Event) -> None:
+        """Nothing: `MultiDetector` publishes every stream's records (with their names)."""
+
+    def _close_monitor(self) -> None:
+        self._monitor.finish(self._name)  # the monitor is MultiDetector's, closed by it
 
 
 class MultiDetector:
@@ -59,6 +71,7 @@ class MultiDetector:
     runs the due steps and windows of all streams in one call each: push a round of every
     stream's frames and audio, then call ``process()`` (what fills a GPU's batches).
     Thread-safety: one internal re-entrant lock guards everything; work runs in the caller.
+    ``sinks``: as `Detector`'s, for every stream (records carry the stream's name).
     """
 
     def __init__(
@@ -69,8 +82,16 @@ class MultiDetector:
         hop: int | None = None,
         on_event: Callable[[StreamEvent], None] | None = None,
         autoprocess: bool = True,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         self._engine = MultiStreamEngine(model, backend, threads, hop)
+        self._monitor = Monitor(sinks) if sinks else None
+        if self._monitor is not None:
+            try:
+                self._monitor.open()
+            except Exception:
+                self._engine.close()
+                raise
         self._on_event = on_event
         self._autoprocess = autoprocess
         self._ready: deque[StreamEvent] = deque()
@@ -101,7 +122,9 @@ class MultiDetector:
             def deliver(event: Event) -> None:
                 self._deliver(StreamEvent(name, event))
 
-            self._streams[name] = _StreamInput(self._engine, name, threshold, deliver, self._lock)
+            self._streams[name] = _StreamInput(
+                self._engine, name, threshold, deliver, self._lock, self._monitor
+            )
 
     def push_frame(self, name: str, image: np.ndarray, t: float) -> None:
         """Add a video frame of stream ``name``, as `Detector.push_frame`."""
@@ -151,6 +174,8 @@ class MultiDetector:
             self.process()
             closing = [item for name in list(self._streams) for item in self.close_stream(name)]
             self._closed = True
+            if self._monitor is not None:
+                self._monitor.close()
             self._engine.close()
             remaining = list(self._ready) if self._on_event is None else closing
             self._ready.clear()
@@ -167,6 +192,8 @@ class MultiDetector:
             self.process()
 
     def _deliver(self, item: StreamEvent) -> None:
+        if self._monitor is not None:
+            self._monitor.on_record(item.to_record())
         if self._on_event is None:
             self._ready.append(item)
         else:
