@@ -2,15 +2,19 @@
 snapshot taken from it.
 
 The clip is written under a ``.part`` name and renamed when complete, so a file under its final
-name is always whole. Video is timed by each frame's stream time (variable frame rate, ms ticks);
-audio (16 kHz mono, as the sources hand it out) is laid on one track from the clip's begin: gaps
-are filled with silence, overlaps cut.
+name is always whole. Items are held HOLD_SECONDS before they are encoded, so that a clip whose
+end becomes known late (an end record comes a few seconds after the event) still ends where it
+should: items past ``until`` are left out. Video is timed by each frame's stream time (variable
+frame rate, ms ticks); audio (16 kHz mono, as the sources hand it out) is laid on one track from
+the clip's begin: gaps are filled with silence, overlaps cut.
 """
 
 from __future__ import annotations
 
 import fractions
+import math
 import os
+from collections import deque
 from pathlib import Path
 
 import av
@@ -24,6 +28,7 @@ VIDEO_OPTIONS = {"preset": "veryfast", "crf": "26"}  # libx264: small files, lit
 GOP_SECONDS = 2.0  # a keyframe this often: a snapshot decodes at most this much
 NOMINAL_FPS = 16  # the rate given to the encoder; frames keep their own times
 JPEG_QUALITY = 85
+HOLD_SECONDS = 5.0  # items wait this long (of stream time) before they are encoded
 
 
 class ClipWriter:
@@ -40,16 +45,20 @@ class ClipWriter:
         self._size: tuple[int, int] | None = None  # (W, H) of the clip, both even
         self._last_pts = -1  # ms of the last frame written
         self._next_sample = 0  # audio samples written (from begin)
+        self._held: deque[Item] = deque()  # items not yet encoded, oldest first
 
-    def add(self, item: Item) -> None:
-        """Write one frame or audio block (items before ``begin`` are cut)."""
-        if isinstance(item, VideoFrame):
-            self._add_frame(item)
-        elif self._container is not None:  # audio waits for the first frame (it sizes the clip)
-            self._add_audio(item)
+    def add(self, item: Item, until: float = math.inf) -> None:
+        """Take one frame or audio block; encode those held HOLD_SECONDS behind it that lie
+        between ``begin`` and ``until`` (the clip's end, once known)."""
+        self._held.append(item)
+        while self._held and self._held[0].t < item.t - HOLD_SECONDS:
+            self._encode(self._held.popleft(), until)
 
-    def close(self) -> None:
-        """Flush the encoders and give the clip its final name; OSError if nothing was written."""
+    def close(self, until: float = math.inf) -> None:
+        """Encode what is held up to ``until``, flush the encoders and give the clip its final
+        name; OSError if no frame was written."""
+        while self._held:
+            self._encode(self._held.popleft(), until)
         if self._container is None:
             raise OSError("no video frame reached the clip")
         for stream in (self._video, self._audio):
@@ -67,6 +76,17 @@ class ClipWriter:
                 pass
             self._container = None
         self.partial.unlink(missing_ok=True)
+
+    def _encode(self, item: Item, until: float) -> None:
+        if isinstance(item, VideoFrame):
+            if item.t <= until:
+                self._add_frame(item)
+        elif self._container is not None:  # audio waits for the first frame (it sizes the clip)
+            keep = len(item.samples)
+            if item.t + item.duration > until:  # cut at the clip's end
+                keep = max(0, math.ceil((until - item.t) * item.sample_rate))
+            if keep:
+                self._add_audio(AudioBlock(item.t, item.samples[:keep], item.sample_rate))
 
     def _open(self, image: np.ndarray) -> None:
         height, width = image.shape[:2]

@@ -237,7 +237,7 @@ class EvidenceRecorder(Sink):
                 if command == "begin":
                     writers[clip] = ClipWriter(self.folder / clip.names["clip"], clip.begin)
                 elif command == "item" and clip in writers:
-                    writers[clip].add(payload)
+                    writers[clip].add(payload, clip.until)
                 elif command == "done" and clip in writers:
                     self._complete(clip, writers.pop(clip))
             except Exception as error:  # whatever goes wrong with a file, the stream goes on
@@ -249,7 +249,7 @@ class EvidenceRecorder(Sink):
         """Close the clip, take its snapshot, queue the update record."""
         written: dict[str, str] = {}
         try:
-            writer.close()
+            writer.close(clip.until)
         except Exception as error:
             writer.abort()
             self._failed(clip, error)
