@@ -14,6 +14,7 @@ import av
 import cv2
 import pytest
 
+from loco_stream.cli.stream import main
 from tests.test_sinks_support import (
     Broker,
     Receiver,
@@ -149,12 +150,13 @@ def arrived(subscriber: Subscriber, prefix: str, count: int) -> Callable[[], boo
     ],
 )
 def test_a_malformed_setting_is_one_usage_line(
-    clip: Path, tmp_path: Path, args: list[str], message: str
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
 ) -> None:
-    done = run("--input", clip, "--output", tmp_path / "events.jsonl", *args)
-    assert done.returncode == 2
-    assert message in done.stderr.splitlines()[-1]
-    assert "Traceback" not in done.stderr and not (tmp_path / "events.jsonl").exists()
+    with pytest.raises(SystemExit) as exited:
+        main(["--input", str(clip), "--output", str(tmp_path / "events.jsonl"), *args])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "events.jsonl").exists()
 
 
 def test_a_port_in_use_or_an_unwritable_folder_is_one_error_line(

@@ -3,6 +3,7 @@ ports, a demo clip, and waiting without timing anything."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import socket
@@ -60,7 +61,11 @@ class Broker:
             pytest.skip("the mosquitto binary is missing (Debian: apt-get install mosquitto)")
         self.port = port or free_port()
         self.config = folder / f"mosquitto-{self.port}.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {folder}/\n"  # sessions outlive a restart
+            f"user {getpass.getuser()}\n"  # as root it would drop to "mosquitto": no tmp access
+        )
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Broker:
@@ -86,14 +91,17 @@ class Broker:
 
 
 class Subscriber:
-    """A paho client that keeps every message of ``topic`` as (topic, payload, retained)."""
+    """A paho client that keeps every message of ``topic`` as (topic, payload, retained);
+    ``persistent``: its session (subscription, messages queued for it) outlives a disconnect."""
 
-    def __init__(self, port: int, topic: str = "#") -> None:
+    def __init__(self, port: int, topic: str = "#", persistent: bool = False) -> None:
         from paho.mqtt import client as mqtt
 
         self.messages: list[tuple[str, str, bool]] = []
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="loco-test")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="loco-test", clean_session=not persistent
+        )
         self.client.on_message = lambda c, u, m: self.messages.append(
             (m.topic, m.payload.decode(), bool(m.retain))
         )

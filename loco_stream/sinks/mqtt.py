@@ -92,8 +92,10 @@ class MqttSink(Sink):
                 "check the host and port (and --mqtt-tls)"
             )
             client.connect_async(self.host, self.port, KEEPALIVE_S)
+            client.loop_start()
+            return
         client.loop_start()
-        self._connected.wait(CONNECT_WAIT_S)
+        self._connected.wait(CONNECT_WAIT_S)  # the broker's answer (CONNACK)
 
     def publish(self, stream: str, record: dict) -> None:
         topic = f"{self.prefix}/{stream}/{record.get('type', 'record')}"
@@ -112,10 +114,10 @@ class MqttSink(Sink):
         client, self._client = self._client, None
         if client is None:
             return
-        if self._connected.is_set():
+        if self._connected.is_set():  # what is sent gets a few seconds to be acknowledged
             self._send(f"{self.prefix}/available", "offline", retain=True, client=client)
-        with self._settled:
-            self._settled.wait_for(lambda: self._acknowledged >= self._sent, FLUSH_TIMEOUT_S)
+            with self._settled:
+                self._settled.wait_for(lambda: self._acknowledged >= self._sent, FLUSH_TIMEOUT_S)
         client.disconnect()
         client.loop_stop()
         waiting = self.counters()["waiting"]
