@@ -75,7 +75,10 @@ class ClipWriter:
             except (OSError, av.FFmpegError):
                 pass
             self._container = None
-        self.partial.unlink(missing_ok=True)
+        try:
+            self.partial.unlink(missing_ok=True)
+        except OSError:  # the folder itself is gone or in the way: nothing to delete
+            pass
 
     def _encode(self, item: Item, until: float) -> None:
         if isinstance(item, VideoFrame):
