@@ -1,10 +1,14 @@
 """Offline detection: whole clips, one at a time, over worker processes, or on Ray actors.
 
-A clip of L steps runs as one padded window when L <= T, else as windows of T steps every T/2
-steps, the last one ending at the clip's end, so every step is seen with context on both sides
-and memory stays bounded by one window (a batch of windows with batched graphs). Candidates of
-all windows go through one soft-NMS. A model directory with graphs with a batch axis runs
-``STEP_BATCH`` steps and up to ``MAX_BATCH`` windows per call (`ModelSpec.batched`).
+With a step graph (models without absolute positions), a clip runs through it from its first
+step to its last (`detect_steps`): every point gets what one run of the network over the whole
+clip gives it, the numbers the stream sees too, with no window edge, in memory bounded by the
+step graph's state and the points kept. Without one, a clip of L steps runs as one padded window
+when L <= T, else as windows of T steps every T/2 steps, the last one ending at the clip's end,
+so every step is seen with context on both sides and memory stays bounded by one window (a batch
+of windows with batched graphs); candidates of all windows go through one soft-NMS. A model
+directory with graphs with a batch axis runs ``STEP_BATCH`` steps and up to ``MAX_BATCH``
+windows per call (`ModelSpec.batched`).
 
 `detect_files` runs many clips over ``workers`` processes, each with its own model, at most one
 clip per process in flight. A clip that fails (unreadable, no audio, too short, any error) comes
@@ -30,13 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import BATCH_GRAPHS, read_card, resolve_dir
+from .bundle import BATCH_GRAPHS, WindowInfo, read_card, resolve_dir
 from .config import DecodeConfig
 from .features.media import MediaError, extract_file, file_steps
 from .features.steps import Step, StepSpec
 from .model_dir import ModelDir
 from .postprocess import Segments, candidates, soft_nms, steps_to_seconds
+from .runtime import Backend
 from .stream.batched import MAX_BATCH, ORT_BACKENDS, BatchedModel
+from .stream.step_runner import StepRunner
 
 # (visual (1,T,Dv), audio (1,T,Da), mask (1,T)) -> (scores (1,N,C), segments (1,N,2|C,2)) in steps
 WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -87,6 +93,23 @@ def detect_features(
     return soft_nms(merged, decode.nms_sigma, decode.score_threshold, decode.max_segments)
 
 
+def detect_steps(
+    step_graph: Backend,
+    info: WindowInfo,
+    visual: np.ndarray,
+    audio: np.ndarray,
+    decode: DecodeConfig,
+) -> Segments:
+    """visual (L, Dv) and audio (L, Da) of one clip through the step graph -> final segments in
+    clip steps (every point of the clip decoded at once, as from a whole-clip run)."""
+    length = min(len(visual), len(audio))
+    runner = StepRunner(step_graph, info, keep=length)
+    runner.push(visual[:length], audio[:length])
+    scores, segments = runner.window_outputs(0)  # (N, C), (N, 2)
+    found = candidates(scores, segments, decode)
+    return soft_nms(found, decode.nms_sigma, decode.score_threshold, decode.max_segments)
+
+
 def extract_file_batched(
     path: str | Path, spec: StepSpec, features: StepBatchRunner, batch: int = STEP_BATCH
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +150,10 @@ def detect_clip(
     decode = info.decode
     if max_events is not None:
         decode = dataclasses.replace(decode, max_segments=max_events)
-    found = detect_features(run_window, visual, audio, info.window, decode, batch)
+    if model.step_graph is not None:
+        found = detect_steps(model.step_graph, info, visual, audio, decode)
+    else:
+        found = detect_features(run_window, visual, audio, info.window, decode, batch)
     duration = len(visual) * info.step_seconds
     found = steps_to_seconds(found, info.step_seconds, info.step_offset, duration)
     return [

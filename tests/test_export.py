@@ -138,13 +138,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_cli_reports_each_stage_and_the_errors(tiny):
     stdout = tiny["stdout"]
     assert "[1/2] onnx" in stdout and "[2/2] fp16" in stdout
-    assert stdout.count("scores    max abs error") == 2  # fp32 (checked) and fp16 (reported)
+    # fp32 window graph and step graph (checked) and fp16 (reported)
+    assert stdout.count("scores    max abs error") == 3
     assert stdout.count("segments  max abs error") == 2
+    assert stdout.count("distances max abs error") == stdout.count("state     max abs error") == 1
     assert stdout.count("hashes and signatures verified") == 2  # the card after each format
     card = read_bundle(tiny["out"])
     assert set(card.files) == {
         WINDOW_GRAPH,
         WINDOW_FP16_GRAPH,
+        "loco_step.onnx",
         "audio_extractor.onnx",
         "visual_extractor.onnx",
         "loco.pt",
@@ -153,7 +156,7 @@ def test_cli_reports_each_stage_and_the_errors(tiny):
 
 
 def test_metadata_round_trips(tiny):
-    info = window_info(tiny["config"], CLASSES, TINY.window, HOP)
+    info = window_info(tiny["config"], CLASSES, TINY.window, HOP, step_hop=HOP)
     expected = embedded_metadata(info, package_version())
     assert expected["kind"] == "window" and expected["hop_steps"] == HOP
     assert expected["classes"] == CLASSES and expected["step_seconds"] == 0.25
@@ -213,7 +216,8 @@ def test_torch_and_onnxruntime_backends_agree(tiny):
         assert isinstance(torch_backend, TorchBackend) and torch_backend.name == "torch"
         assert torch_backend.input_specs == onnx_backend.input_specs
         assert torch_backend.output_names == onnx_backend.output_names == ["scores", "segments"]
-        assert torch_backend.metadata == {**onnx_backend.metadata, "hop_steps": 4}  # default hop
+        # the default hop; the torch backend runs no step graph
+        assert torch_backend.metadata == {**onnx_backend.metadata, "hop_steps": 4, "step_hop": 0}
         for window in to_onnx.window_inputs(TINY, TINY.window, count=3, seed=7):
             expected, got = torch_backend.run(window), onnx_backend.run(window)
             for name in ("scores", "segments"):

@@ -18,6 +18,7 @@ import pytest
 from loco_stream.bundle import (
     AUDIO_GRAPH,
     CARD,
+    STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_GRAPH,
     DamagedFileError,
@@ -117,7 +118,14 @@ def test_the_exported_card_reads_back_and_describes_the_graphs(tiny_model_dir: P
     assert ModelCard.from_dict(card.to_dict()) == card
     assert card.window.visual_dim == card.extractors["visual"].feature_dim == 8
     assert card.files[WINDOW_GRAPH].inputs["mask"] == [[1, 32], "float32"]
-    assert set(card.files) == {WINDOW_GRAPH, AUDIO_GRAPH, VISUAL_GRAPH, "loco.pt", "extractors.pt"}
+    assert set(card.files) == {
+        WINDOW_GRAPH,
+        STEP_GRAPH,
+        AUDIO_GRAPH,
+        VISUAL_GRAPH,
+        "loco.pt",
+        "extractors.pt",
+    }
     with ModelDir(tiny_model_dir) as model:
         assert model.info == card.window and model.spec == card.extractors["audio"].step
 

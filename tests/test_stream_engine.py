@@ -74,16 +74,21 @@ def count_calls(model: ModelDir, name: str) -> list[int]:
 # ---- steps, windows, features ----
 
 
-@pytest.mark.parametrize(("hop", "windows"), [(4, 10), (3, 14)])
-def test_each_step_is_extracted_once_and_a_window_runs_every_hop(
-    tmp_path_factory: pytest.TempPathFactory, hop: int, windows: int
+@pytest.mark.parametrize(("hop", "windows", "graph_calls"), [(4, 10, 10), (8, 5, 10), (3, 14, 14)])
+def test_each_step_is_extracted_once_and_each_hop_runs_the_network_once(
+    tmp_path_factory: pytest.TempPathFactory, hop: int, windows: int, graph_calls: int
 ) -> None:
+    """Hops that are multiples of the step graph's 4 steps run it (once per 4 new steps); a
+    3-step hop runs the window graph (once per hop, + 1 for the unseen last steps)."""
     model = ModelDir(tiny_model_dir(tmp_path_factory))
+    assert model.info.step_hop == 4
     extracted, windowed = count_calls(model, "step_features"), count_calls(model, "run_window")
+    stepped = count_calls(model.step_graph, "run")
     engine = StreamEngine(model, StitchConfig(threshold=TINY_THRESHOLD), hop=hop)
     events = run(engine, list(DemoSource(seed=1, duration=10.0, realtime=False)))
     assert engine.stats.steps == extracted[0] == 40  # 10 s of 0.25 s steps, each once
-    assert engine.stats.windows == windowed[0] == windows  # 40 // hop, + 1 for unseen last steps
+    assert engine.stats.windows == windows
+    assert (stepped[0], windowed[0]) == ((graph_calls, 0) if hop % 4 == 0 else (0, graph_calls))
     assert engine.stats.media_seconds == 10.0 and engine.stats.frames == 160
     assert_well_formed(events)
 

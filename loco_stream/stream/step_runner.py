@@ -22,9 +22,12 @@ STATE_PREFIX = "state_"
 
 
 class StepRunner:
-    """Runs ``graph`` (a model's step graph) over one stream that begins at step ``origin``."""
+    """Runs ``graph`` (a model's step graph) over one stream that begins at step ``origin``,
+    keeping the points of the last ``keep`` steps (default: the model's window)."""
 
-    def __init__(self, graph: Backend, info: WindowInfo, origin: int = 0) -> None:
+    def __init__(
+        self, graph: Backend, info: WindowInfo, origin: int = 0, keep: int | None = None
+    ) -> None:
         self.graph = graph
         self.plan = plan_steps(info.model, info.step_hop)
         self.origin = origin
@@ -36,7 +39,8 @@ class StepRunner:
         }
         classes = info.model.num_classes
         box = (classes, 2) if info.model.class_aware_regression else (2,)
-        self.capacity = [max(1, info.window // level.stride) for level in self.plan.levels]
+        keep = info.window if keep is None else keep
+        self.capacity = [max(1, -(-keep // level.stride)) for level in self.plan.levels]
         self.scores = [np.zeros((count, classes), np.float32) for count in self.capacity]
         self.distances = [np.zeros((count, *box), np.float32) for count in self.capacity]
 
@@ -86,7 +90,7 @@ class StepRunner:
 
     def window_outputs(self, first_step: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores (N, C) and segments (N, 2) in steps from ``first_step`` of each level's newest
-        points within the last ``window`` steps: what a window graph would give, without edges."""
+        points within the last ``keep`` steps: what a window graph would give, without edges."""
         scores, segments = [], []
         for index, (level, newest) in enumerate(
             zip(self.plan.levels, newest_points(self.plan, self.steps), strict=True)
