@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as `python export/to_trt.py`: make `export`
 from export.trt_readiness import check_trt_readiness  # noqa: E402
 from loco_stream.bundle import (  # noqa: E402
     AUDIO_GRAPH,
+    STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_GRAPHS,
     ModelDirError,
@@ -91,11 +92,14 @@ def plan_builds(folder: Path, precision: str) -> list[Build]:
         flag = "--fp16" if precision == "fp16" else "--int8 --calib VIDEOS_DIR"
         message = PRECISION_GRAPH_MISSING.format(folder=folder, flag=flag)
         raise ModelDirError(folder / window_source, message)
-    return [
+    builds = [
         Build(folder / window_source, "loco.engine", precision),
         Build(folder / AUDIO_GRAPH, "audio_extractor.engine", "fp32"),
         Build(folder / VISUAL_GRAPH, "visual_extractor.engine", "fp32"),
     ]
+    if STEP_GRAPH in card.files:  # fp32: its state is carried from call to call
+        builds.append(Build(folder / STEP_GRAPH, "loco_step.engine", "fp32"))
+    return builds
 
 
 def tensorrt_major(trt: ModuleType) -> int:

@@ -122,6 +122,8 @@ class ModelDir:
             )
         card = read_card(self.path)
         steps = use_step_graph and backend != "torch" and STEP_GRAPH in card.files
+        if backend == "tensorrt":  # engines built before the step graph existed: windows
+            steps = steps and (self.path / STEP_GRAPH).with_suffix(".engine").is_file()
         # StepExtractors verifies its own two graphs
         self.card = read_bundle(self.path, [window_file] + ([STEP_GRAPH] if steps else []))
         self.extractors = StepExtractors(self.path, backend, threads)
