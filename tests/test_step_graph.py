@@ -3,21 +3,24 @@ computes: for every point, its value after the clip's last step equals the whole
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_model import tiny_model_config
 
 from loco_stream.bundle import STEP_GRAPH, read_card
 from loco_stream.config import ModelConfig, load_config
 from loco_stream.model import LoCo
 from loco_stream.model.streaming import StepGraph
 from loco_stream.model_dir import ModelDir
+from loco_stream.offline import detect_features, detect_steps
 from loco_stream.runtime.torch_backend import TorchBackend
 from loco_stream.step_plan import NotStreamable, newest_points, plan_steps, step_flags
 from loco_stream.stream.step_runner import StepRunner
-from tiny_model import tiny_model_config
 
 TOLERANCE = 1e-4
 
@@ -188,3 +191,23 @@ def test_the_exported_step_graph_in_the_runtime_equals_the_whole_clip_run(tiny_m
     np.testing.assert_allclose(scores, expected["scores"][0], atol=TOLERANCE)
     valid = expected["scores"][0].max(axis=1) > 0
     np.testing.assert_allclose(segments[valid], expected["segments"][0][valid], atol=1e-3)
+
+
+def test_offline_detection_on_the_step_graph_finds_what_the_whole_clip_window_finds(
+    tiny_model_dir,
+):
+    """`loco-detect`'s step-graph path on a clip of 30 steps (its last call padded) decodes the
+    same candidates as the window graph run once over the whole clip."""
+    rng = np.random.default_rng(2)
+    with ModelDir(tiny_model_dir) as model:
+        info = model.info
+        decode = dataclasses.replace(info.decode, score_threshold=0.0, max_segments=50)
+        visual = rng.standard_normal((30, info.visual_dim), dtype=np.float32)
+        audio = rng.standard_normal((30, info.audio_dim), dtype=np.float32)
+        stepped = detect_steps(model.step_graph, info, visual, audio, decode)
+        windowed = detect_features(model.run_window, visual, audio, info.window, decode)
+    assert len(stepped) == len(windowed) == 50
+    np.testing.assert_allclose(stepped.score, windowed.score, atol=TOLERANCE)
+    np.testing.assert_allclose(stepped.start, windowed.start, atol=1e-3)
+    np.testing.assert_allclose(stepped.end, windowed.end, atol=1e-3)
+    assert np.array_equal(stepped.label, windowed.label)

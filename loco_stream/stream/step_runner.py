@@ -39,7 +39,8 @@ class StepRunner:
         }
         classes = info.model.num_classes
         box = (classes, 2) if info.model.class_aware_regression else (2,)
-        keep = info.window if keep is None else keep
+        hop = self.plan.hop
+        keep = -(-(info.window if keep is None else keep) // hop) * hop  # whole calls
         self.capacity = [max(1, -(-keep // level.stride)) for level in self.plan.levels]
         self.scores = [np.zeros((count, classes), np.float32) for count in self.capacity]
         self.distances = [np.zeros((count, *box), np.float32) for count in self.capacity]
@@ -83,6 +84,7 @@ class StepRunner:
         ):
             points = np.arange(newest - level.head_points + 1, newest + 1)
             rows = np.arange(row, row + level.head_points)[points >= 0]
+            # more changed points than kept (the top levels): the newest, last, win their slot
             slots = points[points >= 0] % self.capacity[index]
             self.scores[index][slots] = scores[rows]
             self.distances[index][slots] = distances[rows]
