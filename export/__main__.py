@@ -25,7 +25,8 @@ After each format the model card (``model_card.json``: metadata, SHA-256 and sig
 file, see ``loco_stream.bundle``) is rewritten and the directory read back through the same
 verification the runtime runs, so the directory is complete and loadable after every stage.
 ``--results`` stores what training measured in the card; re-exporting the same weights into a
-directory keeps the results its card already has.
+directory keeps the results its card already has. A directory holding a model of other weights is
+not replaced without ``--force``.
 
 Exit status: 0 written and verified; 1 an export failed, a graph breaks a constraint or does not
 match torch, or an engine did not build; 2 bad arguments, checkpoint, config or calibration
@@ -44,9 +45,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from torch import nn
-from tqdm import tqdm
+from loco_stream.extras import require_extra
+
+require_extra("torch", "train", "python -m export")  # one line, not a traceback, without it
+
+import numpy as np  # noqa: E402
+from torch import nn  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 if __package__ in (None, ""):  # run as a script: make `export` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -76,6 +81,8 @@ from loco_stream.bundle import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     EXTRACTOR_CHECKPOINT,
     EXTRACTOR_GRAPHS,
+    OFFLINE_STEP_GRAPH,
+    OFFLINE_STEP_HOP,
     STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_CHECKPOINT,
@@ -169,10 +176,10 @@ def write_onnx(job: Job, say: Say) -> None:
             )
     job.written += [WINDOW_GRAPH, AUDIO_GRAPH, VISUAL_GRAPH]
     if job.step_hop:
-        export_step_graph(
-            job.model, job.config, job.class_names, job.out, job.window, job.step_hop, say
-        )
-        job.written.append(STEP_GRAPH)
+        info = job.card().window
+        for name, hop in ((STEP_GRAPH, job.step_hop), (OFFLINE_STEP_GRAPH, OFFLINE_STEP_HOP)):
+            export_step_graph(job.model, info, job.out, hop, say, name)
+            job.written.append(name)
     else:
         say(f"      no step graph ({STEP_GRAPH}): {job.no_step}")
     write_checkpoints(job, say)
@@ -256,13 +263,40 @@ FORMATS = (
     Format(
         "onnx",
         "",
-        "loco.onnx, loco_step.onnx (streamable models), the two extractors, loco.pt, extractors.pt",
+        "loco.onnx, loco_step[_offline].onnx (streamable models), the extractors, the checkpoints",
         write_onnx,
     ),
     Format("fp16", "--fp16", WINDOW_FP16_GRAPH, write_fp16),
     Format("int8", "--int8", WINDOW_INT8_GRAPH, write_int8),
     Format("batch", "--batch", "loco_batch.onnx and the extractors' *_batch.onnx", write_batch),
 )
+
+
+def replaced_work(out: Path, checkpoint: Path, extractors: Path | None = None) -> str | None:
+    """What exporting ``checkpoint`` into ``out`` would replace, or None: nothing there but the
+    export's own inputs, or a model directory of the same weights (a re-export, which keeps its
+    results)."""
+    if not out.is_dir() or not checkpoint.is_file():  # a missing checkpoint is load_job's to say
+        return None
+    if (out / CARD).is_file():
+        try:
+            card = json.loads((out / CARD).read_text(encoding="utf-8"))
+            if card["files"][WINDOW_CHECKPOINT]["sha256"] == sha256_file(checkpoint):
+                return None
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return f"--out {out} holds a model of other weights (its {CARD})"
+    inputs = {checkpoint.resolve(), (extractors or checkpoint.parent / EXTRACTOR_CHECKPOINT)}
+    inputs = {path.resolve() for path in inputs}
+    clashes = sorted(
+        path.name
+        for path in out.iterdir()
+        if path.suffix in (".onnx", ".pt", ".engine") and path.resolve() not in inputs
+    )
+    if not clashes:
+        return None
+    shown = ", ".join(clashes[:4]) + (", ..." if len(clashes) > 4 else "")
+    return f"--out {out} holds model files of other weights ({shown})"
 
 
 def previous_results(out: Path, checkpoint: Path) -> dict:
@@ -305,6 +339,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--batch", action="store_true", help="also write the graphs with a batch axis (*_batch)"
     )
     parser.add_argument("--trt", action="store_true", help="also build TensorRT engines")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a model of other weights already in --out"
+    )
     args = parser.parse_args(argv)
     if args.int8 and args.calib is None:
         parser.error("--int8 needs --calib VIDEOS_DIR (videos whose features calibrate it)")
@@ -391,6 +428,14 @@ def export_model_dir(job: Job, fp16: bool = False, int8: bool = False, batch: bo
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    replaced = None if args.force else replaced_work(args.out, args.checkpoint, args.extractors)
+    if replaced is not None:
+        print(
+            f"error: {replaced}; exporting would replace its files: give a new folder, or "
+            "--force to replace them",
+            file=sys.stderr,
+        )
+        return 2
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed"
     warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")  # torch.export
     try:

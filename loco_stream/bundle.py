@@ -11,6 +11,7 @@ A model directory is what ``python -m export`` writes and what the runtime loads
     visual_extractor.onnx   one step's frames (uint8) -> features (1, Dv)
     loco_step.onnx          optional: the step graph (streamable models): the network run on a
                             stream a few steps a call, state in and out (docs/step_graph.md)
+    loco_step_offline.onnx  optional: the same, 128 steps a call (loco-detect's whole clips)
     loco_fp16.onnx          optional: the window graph in fp16 (fp32 inputs and outputs)
     loco_int8.onnx          optional: the window graph with Q/DQ nodes (INT8, calibrated)
     *_batch.onnx            optional: the three graphs with a free batch axis (dim 0), so one
@@ -32,6 +33,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,9 @@ from typing import Any
 import onnx
 from google.protobuf.message import DecodeError
 
-from .config import ConfigError, DecodeConfig, ModelConfig
+from .config import ConfigError, DecodeConfig, ModelConfig, check_type
 from .features.steps import StepSpec
+from .limits import check
 
 FORMAT = 1  # version of the model_card.json layout; bumped when it changes incompatibly
 CARD = "model_card.json"
@@ -48,6 +51,8 @@ WINDOW_GRAPH = "loco.onnx"
 WINDOW_FP16_GRAPH = "loco_fp16.onnx"
 WINDOW_INT8_GRAPH = "loco_int8.onnx"
 STEP_GRAPH = "loco_step.onnx"
+OFFLINE_STEP_GRAPH = "loco_step_offline.onnx"  # the step graph, OFFLINE_STEP_HOP steps a call
+OFFLINE_STEP_HOP = 128
 AUDIO_GRAPH = "audio_extractor.onnx"
 VISUAL_GRAPH = "visual_extractor.onnx"
 WINDOW_CHECKPOINT = "loco.pt"
@@ -110,6 +115,12 @@ def typed(cls: type, values: Any, where: str) -> Any:
         raise ValueError(f"{where} has unknown key(s) {unknown}; this loco-stream knows {names}")
     if missing:
         raise ValueError(f"{where} lacks key(s) {missing}")
+    types = typing.get_type_hints(cls)
+    try:
+        for key, value in values.items():
+            check_type(f"{where}.{key}", value, types[key], strict=True)
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
     try:
         return cls(**values)
     except (TypeError, ConfigError) as error:
@@ -144,6 +155,9 @@ class WindowInfo:
     @classmethod
     def from_dict(cls, values: Any, where: str = "window") -> WindowInfo:
         info = typed(cls, values, where)
+        names = info.classes
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"{where}.classes must be a list of class names, got {info.classes!r}")
         return dataclasses.replace(
             info,
             classes=tuple(info.classes),
@@ -180,6 +194,7 @@ class ExtractorInfo:
         info = typed(cls, values, where)
         if info.modality not in EXTRACTOR_GRAPHS:
             raise ValueError(f"{where}.modality must be one of {list(EXTRACTOR_GRAPHS)}")
+        check("feature_dim", info.feature_dim, f"{where}.feature_dim")
         return dataclasses.replace(info, step=typed(StepSpec, info.step, f"{where}.step"))
 
 
@@ -332,7 +347,7 @@ def graph_role(name: str) -> str:
     """ "window", "step", "audio" or "visual": what the graph file ``name`` computes."""
     if name in WINDOW_GRAPHS.values():
         return "window"
-    if name == STEP_GRAPH:
+    if name in (STEP_GRAPH, OFFLINE_STEP_GRAPH):
         return "step"
     for roles in (EXTRACTOR_GRAPHS, BATCH_GRAPHS):
         for role, graph in roles.items():

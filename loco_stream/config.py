@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from .limits import LimitError, check
+
 POSITION_ENCODINGS = ("none", "sinusoidal")
 VARIANTS = ("loco", "no_lcc", "no_cdp", "baseline", "audio_only", "visual_only")
 
@@ -72,6 +74,7 @@ class ModelConfig:
     feature_stats: dict = field(default_factory=dict, metadata={"optional": True})
 
     def __post_init__(self) -> None:
+        _check_limits("model", self, MODEL_LIMITS)
         if self.variant not in VARIANTS:
             raise ConfigError(f"model.variant {self.variant!r} is unknown; use one of {VARIANTS}")
         if self.position_encoding not in POSITION_ENCODINGS:
@@ -186,12 +189,8 @@ class TrainConfig:
     device: str = "cpu"  # cpu, cuda, or auto (CUDA when available)
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "steps", "batch_size"):
-            value = getattr(self, key)
-            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
-                raise ConfigError(f"train.{key} must be a whole number, got {value!r}")
-            if isinstance(value, int) and value < 1:
-                raise ConfigError(f"train.{key} must be at least 1, got {value}")
+        given = {key: key for key in ("epochs", "steps") if getattr(self, key) is not None}
+        _check_limits("train", self, {"batch_size": "batch_size", **given})
         if self.patience < 0:
             raise ConfigError(
                 f"train.patience must be 0 (never stop early) or more, got {self.patience}"
@@ -208,6 +207,9 @@ class DecodeConfig:
     max_segments: int = 100
     min_duration: float = 0.05  # segments shorter than this many steps are dropped
 
+    def __post_init__(self) -> None:
+        _check_limits("decode", self, {"pre_nms_topk": "steps", "max_segments": "max_events"})
+
 
 @dataclass
 class Config:
@@ -218,6 +220,35 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# a limit (loco_stream.limits) per field of ModelConfig that sizes the network
+MODEL_LIMITS = {
+    "visual_dim": "feature_dim",
+    "audio_dim": "feature_dim",
+    "num_classes": "num_classes",
+    "window": "window",
+    "embed_dim": "width",
+    "head_dim": "width",
+    "lcc_dim": "width",
+    "num_heads": "num_heads",
+    "num_proj_layers": "layers",
+    "num_encoder_blocks": "layers",
+    "num_levels": "layers",
+    "num_head_layers": "layers",
+    "encoder_radius": "radius",
+    "cdp_radius": "radius",
+    "lcc_radius": "radius",
+}
+
+
+def _check_limits(section: str, values: Any, limits: dict[str, str]) -> None:
+    """Each field of ``limits`` (field -> limit) in its range, else a `ConfigError` naming it."""
+    for key, limit in limits.items():
+        try:
+            check(limit, getattr(values, key), f"{section}.{key}")
+        except LimitError as error:
+            raise ConfigError(str(error)) from None
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -242,17 +273,25 @@ def _build_section(name: str, values: Any) -> Any:
             f"unknown key(s) {unknown} in config section {name!r}; valid keys: {', '.join(valid)}"
         )
     types = typing.get_type_hints(cls)
-    checked = {key: _typed(f"{name}.{key}", value, types[key]) for key, value in values.items()}
+    checked = {key: check_type(f"{name}.{key}", value, types[key]) for key, value in values.items()}
     return cls(**checked)
 
 
-_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list, e.g. [a, b]",
+    dict: "a mapping",
+}
 
 
-def _typed(key: str, value: Any, expected: Any) -> Any:
-    """``value`` if it is of its field's plain type (a number written ``1e-4``, which YAML reads as
-    a string, becomes a float), else a `ConfigError` naming ``key`` and the type it needs."""
-    if expected is float and isinstance(value, str):
+def check_type(key: str, value: Any, expected: Any, strict: bool = False) -> Any:
+    """``value`` if it is of its field's plain type, else a `ConfigError` naming ``key`` and the
+    type it needs. Unless ``strict`` (a model card), a number written ``1e-4``, which YAML reads
+    as a string, becomes a float."""
+    if expected is float and isinstance(value, str) and not strict:
         try:
             value = float(value)
         except ValueError:
@@ -261,12 +300,12 @@ def _typed(key: str, value: Any, expected: Any) -> Any:
         fits = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif expected is int:
         fits = isinstance(value, int) and not isinstance(value, bool)
-    elif expected in (bool, str, list):
+    elif expected in (bool, str, list, dict):
         fits = isinstance(value, expected)
     else:  # a union or other annotation: left to the dataclass
         return value
     if not fits:
-        wanted = _TYPE_NAMES.get(expected, "a list, e.g. [a, b]")
+        wanted = _TYPE_NAMES[expected]
         raise ConfigError(f"{key} must be {wanted}, got {value!r} ({type(value).__name__})")
     return value
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .bundle import (
     AUDIO_GRAPH,
+    OFFLINE_STEP_GRAPH,
     REEXPORT,
     STEP_GRAPH,
     VISUAL_GRAPH,
@@ -31,6 +32,7 @@ from .bundle import (
 )
 from .features.extractor_graphs import ExtractorPair
 from .features.steps import Step, StepSpec
+from .limits import check
 from .runtime import Backend, BackendUnavailable, GraphLoadError, open_backend
 
 __all__ = ["ModelDir", "ModelDirError", "StepExtractors", "WindowInfo"]
@@ -112,6 +114,7 @@ class ModelDir:
     ):
         if precision not in WINDOW_GRAPHS:
             raise ValueError(f"precision must be one of {list(WINDOW_GRAPHS)}, not {precision!r}")
+        check("threads", threads)
         self.path = resolve_dir(path)
         window_file = WINDOW_CHECKPOINT if backend == "torch" else WINDOW_GRAPHS[precision]
         if backend == "torch" and WINDOW_CHECKPOINT not in read_card(self.path).files:
@@ -128,6 +131,8 @@ class ModelDir:
         self.card = read_bundle(self.path, [window_file] + ([STEP_GRAPH] if steps else []))
         self.extractors = StepExtractors(self.path, backend, threads)
         self.step_graph: Backend | None = None
+        self._offline_graph: Backend | None = None
+        self._opens = (backend, threads)
         try:
             if backend == "torch":
                 self.window_graph = _open_torch_window(self.path, self.card, threads)
@@ -142,6 +147,17 @@ class ModelDir:
             raise
         self.spec = self.extractors.spec
         self.info: WindowInfo = self.card.window
+
+    def offline_step_graph(self) -> Backend | None:
+        """The step graph whole clips run through (``loco_step_offline.onnx``, many steps a
+        call, opened on first use), or the stream's when the directory has no such graph; None
+        without a step graph."""
+        if self.step_graph is None or OFFLINE_STEP_GRAPH not in self.card.files:
+            return self.step_graph
+        if self._offline_graph is None:
+            read_bundle(self.path, [OFFLINE_STEP_GRAPH])
+            self._offline_graph = _open_graph(self.path / OFFLINE_STEP_GRAPH, *self._opens)
+        return self._offline_graph
 
     def step_features(self, step: Step) -> tuple[np.ndarray, np.ndarray]:
         """One step's (visual (Dv,), audio (Da,)) features."""
@@ -160,8 +176,9 @@ class ModelDir:
 
     def close(self) -> None:
         self.window_graph.close()
-        if self.step_graph is not None:
-            self.step_graph.close()
+        for graph in (self.step_graph, self._offline_graph):
+            if graph is not None:
+                graph.close()
         self.extractors.close()
 
     def __enter__(self) -> ModelDir:

@@ -408,7 +408,7 @@ def test_the_cap_of_events_per_clip_is_a_flag_and_reaching_it_is_said(
         assert done.returncode == 0, done.stderr
         counts[cap] = len(json.loads(output.read_text())["results"]["clip"])
         if cap == 3:
-            assert "reached the cap of 3 events per clip" in done.stderr, done.stderr
+            assert "reached the cap of 3 candidates per clip" in done.stderr, done.stderr
     assert counts[3] == 3 < counts[None] <= 100
 
 

@@ -50,6 +50,8 @@ from loco_stream.bundle import EXTRACTOR_CHECKPOINT, WINDOW_CHECKPOINT
 from loco_stream.config import ConfigError, load_config
 from loco_stream.features.extractor_graphs import ExtractorGraphs
 from loco_stream.features.media import MediaError
+from loco_stream.limits import LimitError
+from loco_stream.limits import check as check_limit
 from loco_stream.model_dir import ModelDir
 
 from .checkpoint import half_precision, load_checkpoint, load_model, save_checkpoint
@@ -585,6 +587,7 @@ def run(settings: Settings) -> tuple[dict, Progress]:
     workdir.mkdir(parents=True, exist_ok=True)
     if not settings.config.is_file():
         raise InputError(f"--config {settings.config} does not exist")
+    load_config(settings.config, settings.overrides)  # sizes and types refused before any stage
     progress = Progress(workdir, data_fingerprint(settings), training_fingerprint(settings))
 
     def stage(name: str, number: int) -> bool:
@@ -814,8 +817,12 @@ def parse_args(argv: list[str] | None) -> Settings:
     )
     parser.add_argument("overrides", nargs="*", help="section.key=value for the LoCo config")
     args = parser.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        parser.error("--epochs must be at least 1")
+    try:
+        for flag, limit in LIMITED_FLAGS.items():
+            if getattr(args, flag) is not None:
+                check_limit(limit, getattr(args, flag), "--" + flag.replace("_", "-"))
+    except LimitError as error:
+        parser.error(str(error))
     if not 0 < args.validation_share < 1:
         parser.error("--validation-share must lie between 0 and 1")
     workdir = args.workdir or args.out.with_name(args.out.name + ".work")
@@ -832,12 +839,19 @@ def parse_args(argv: list[str] | None) -> Settings:
         validation_share=args.validation_share,
         extractor_clips=args.extractor_clips,
         extractor_epochs=args.extractor_epochs,
-        workers=max(1, args.workers),
+        workers=args.workers,
         skip_missing_videos=args.skip_missing_videos,
         check_only=args.check_only,
     )
 
 
+# flag -> its limit (loco_stream.limits)
+LIMITED_FLAGS = {
+    "epochs": "epochs",
+    "extractor_clips": "clips",
+    "extractor_epochs": "epochs",
+    "workers": "workers",
+}
 FAILURES = (InputError, ConfigError, DataError, MediaError)  # one-line errors, exit 2
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..evaluation import EvaluationInputError, load_ground_truth
+from ..limits import LimitError, check
 from ..model_dir import ModelDir, ModelDirError
 from ..offline import (
     ClipResult,
@@ -46,8 +47,12 @@ from ..plot import plot_timeline
 from ..runtime import BACKENDS, BackendUnavailable
 from ..stream.batched import BatchedModel
 from ..stream.ray_cluster import RayUnavailable
+from ..stream.stitch import DEFAULT_THRESHOLD
+from .messages import plain_messages
 
 __all__ = ["detect_clip", "main"]  # detect_clip: loco_stream.offline's, kept importable here
+
+LIMITED_FLAGS = ("max_events", "workers", "threads", "threshold")  # each its limit's name
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -154,13 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="events kept per clip, best first (default: the model's, 100 as in UnAV-100)",
     )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep only events scoring S or more (default 0: every candidate, ranked, as mAP "
+        f"needs; loco-stream reports events from {DEFAULT_THRESHOLD})",
+    )
     args = parser.parse_args(argv)
-    if args.max_events is not None and args.max_events < 1:
-        parser.error("--max-events must be at least 1")
-    if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be at least 1")
+    try:
+        for flag in LIMITED_FLAGS:
+            if getattr(args, flag) is not None:
+                check(flag, getattr(args, flag), "--" + flag.replace("_", "-"))
+    except LimitError as error:
+        parser.error(str(error))
+    plain_messages(parser.prog)
     if args.ray is not None and Path(args.ray).exists():
         parser.error(
             f"--ray took '{args.ray}', a file, as the cluster's address: put the videos before "
@@ -217,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 failures += 1
                 tqdm.write(f"loco-detect: skipped {path}: {outcome.error}", file=sys.stderr)
                 continue
-            entries = outcome.entries
-            capped += len(entries) >= cap
+            entries = [e for e in outcome.entries if e["score"] >= args.threshold]
+            capped += len(outcome.entries) >= cap
             found[video_id] = entries
             media_seconds += outcome.duration
             write_json_atomically(args.output, {"results": found})  # results so far survive
@@ -227,16 +241,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the clips done so far are kept; workers are stopped
         interrupted = True
         outcomes.close()
-    if args.ray is None and workers == 1:
-        model.close()
-    results = {ids[p]: found[ids[p]] for p in paths if ids[p] in found}  # in the order given
-    write_json_atomically(args.output, {"results": results})
-    if capped:
+    except OSError as error:  # a full disk, a lost permission: the last whole file stays
+        outcomes.close()
+        where = error.filename or args.output
         print(
-            f"loco-detect: note: {capped} clip(s) reached the cap of {cap} events per clip, "
-            "their weakest candidates cut (--max-events N keeps more)",
+            f"loco-detect: error: cannot write '{where}': {error.strerror}; {args.output} keeps "
+            f"the results written before (free space or fix the permission, then run again)",
             file=sys.stderr,
         )
+        return 1
+    finally:
+        if args.ray is None and workers == 1:
+            model.close()
+    results = {ids[p]: found[ids[p]] for p in paths if ids[p] in found}  # in the order given
+    if found:
+        try:
+            write_json_atomically(args.output, {"results": results})
+        except OSError as error:
+            print(
+                f"loco-detect: error: cannot write '{args.output}': {error.strerror}; it keeps "
+                "the results written before",
+                file=sys.stderr,
+            )
+            return 1
+    elif args.output.exists():
+        print(
+            f"loco-detect: no clip was detected: {args.output} is left as it was",
+            file=sys.stderr,
+        )
+    else:
+        write_json_atomically(args.output, {"results": {}})
+    if capped:
+        print(f"loco-detect: note: {_cap_note(found, capped, cap)}", file=sys.stderr)
     elapsed = time.perf_counter() - started
     if interrupted:
         print(
@@ -249,6 +285,19 @@ def main(argv: list[str] | None = None) -> int:
         f"({media_seconds / max(elapsed, 1e-9):.0f}x real time) -> {args.output}"
     )
     return 1 if failures else 0
+
+
+def _cap_note(found: dict[str, list[dict]], capped: int, cap: int) -> str:
+    """What reaching the cap means: how many candidates score like an event of loco-stream."""
+    scores = [entry["score"] for entries in found.values() for entry in entries]
+    strong = sum(score >= DEFAULT_THRESHOLD for score in scores)
+    best = max(scores, default=0.0)
+    return (
+        f"{capped} clip(s) reached the cap of {cap} candidates per clip, their weakest cut "
+        f"(--max-events N keeps more); {strong} of the {len(scores)} kept score "
+        f"{DEFAULT_THRESHOLD} or more (the best {best:.3f}): the others are low-score candidates "
+        f"ranked for mAP, not detections (--threshold {DEFAULT_THRESHOLD} keeps only events)"
+    )
 
 
 if __name__ == "__main__":

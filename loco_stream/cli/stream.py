@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 
+from loco_stream.limits import LimitError, check, check_positive
 from loco_stream.model_dir import ModelDir, ModelDirError
 from loco_stream.postprocess import temporal_iou
 from loco_stream.runtime import BACKENDS, BackendUnavailable
@@ -58,10 +59,12 @@ from loco_stream.sources import (
 )
 from loco_stream.sources.base import Item, VideoFrame
 from loco_stream.sources.demo import DemoSource
+from loco_stream.sources.file import input_file_problem
 from loco_stream.stream.engine import StreamEngine
 from loco_stream.stream.multi import MultiStreamEngine, StreamEvent, StreamReport, StreamSpec
 from loco_stream.stream.output import (
     JsonlWriter,
+    OutputFailed,
     OutputInUse,
     Overlay,
     event_line,
@@ -288,8 +291,12 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--duration must be a finite number of seconds above 0, got {args.duration}")
     if args.hop is not None and args.hop < 1:
         parser.error("--hop must be between 1 and the model's window (in steps)")
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
+    try:
+        check("threads", args.threads, "--threads")
+        if args.stats is not None:
+            check_positive(args.stats, "--stats (seconds of stream between stats)")
+    except LimitError as error:
+        parser.error(str(error))
     if not 0 <= args.threshold <= 1:
         parser.error("--threshold is a score, between 0 and 1")
     args.sinks = _make_sinks(parser, args)
@@ -312,13 +319,9 @@ def _open_model(args: argparse.Namespace) -> ModelDir:
 
 def _open_source(args: argparse.Namespace) -> MediaSource:
     if args.input is not None:
-        if args.input.is_dir():
-            raise CliError(
-                f"--input '{args.input}' is a folder: give one video file "
-                "(loco-detect runs over many files)"
-            )
-        if not args.input.is_file():
-            raise CliError(f"input file '{args.input}' does not exist")
+        problem = input_file_problem(args.input)
+        if problem is not None:
+            raise CliError(f"--input {problem}")
         source = FileSource(args.input, realtime=args.realtime)
         for track, present in (("audio", source.has_audio), ("video", source.has_video)):
             if not present:
@@ -335,6 +338,24 @@ def _open_source(args: argparse.Namespace) -> MediaSource:
         except ValueError as error:
             raise CliError(f"--demo: {error}") from None
     return ReopeningSource(args.camera, args.mic, args.reconnect)
+
+
+class _Output:
+    """A JSON-lines file whose write failure (a full disk) is said once, as an error line, and
+    stops only that file: detection and the other outputs go on, and the run exits 1."""
+
+    def __init__(self, writer: JsonlWriter) -> None:
+        self.writer = writer
+        self.failed = False
+
+    def write(self, record: dict) -> None:
+        if self.failed:
+            return
+        try:
+            self.writer.write(record)
+        except OutputFailed as error:
+            self.failed = True
+            print(f"{PROG}: error: {error}; detection goes on", file=sys.stderr, flush=True)
 
 
 def _warn(message: str) -> None:
@@ -411,7 +432,8 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         if isinstance(error, OutputInUse):
             raise CliError(f"cannot write --output {error}") from None
         raise CliError(f"cannot write --output '{args.output}': {error.strerror}") from None
-    monitor.write = writer.write if writer is not None else None
+    output = _Output(writer) if writer is not None else None
+    monitor.write = output.write if output is not None else None
     print(f"model: {model.description}; source: {source.description}", flush=True)
 
     stitch = StitchConfig(threshold=args.threshold)
@@ -467,6 +489,8 @@ def _run(args: argparse.Namespace, stopper: _Stopper) -> int:
         print(_demo_report(source, finals), flush=True)
     if failure is not None:
         raise CliError(f"{failure} (the events so far were closed and written)")
+    if output is not None and output.failed:
+        return 1
     if stats.steps == 0 and not stopper.requested:
         raise CliError(
             f"{source.description} ended after {stats.audio_seconds:.2f} s of audio and "
@@ -510,15 +534,16 @@ class _Sinks:
     ) -> None:
         self.monitor = monitor
         monitor.write = lambda record: self.write(record["stream"], record)
-        self.merged: JsonlWriter | None = None
-        self.per_stream: dict[str, JsonlWriter] = {}
+        self.merged: _Output | None = None
+        self.per_stream: dict[str, _Output] = {}
+        self.failed = False  # an output file could not be written to its end
         try:
             if output_dir is not None:
                 output_dir.mkdir(parents=True, exist_ok=True)
                 for name in names:
-                    self.per_stream[name] = JsonlWriter(output_dir / f"{name}.jsonl")
+                    self.per_stream[name] = _Output(JsonlWriter(output_dir / f"{name}.jsonl"))
             if output is not None:
-                self.merged = JsonlWriter(output)
+                self.merged = _Output(JsonlWriter(output))
         except OutputInUse as error:
             self.close()
             raise CliError(f"cannot write {error}") from None
@@ -547,17 +572,19 @@ class _Sinks:
         if report.error is not None:
             print(f"{PROG}: error: stream '{report.name}': {report.error}", file=sys.stderr)
         if report.name in self.per_stream:
-            writer = self.per_stream.pop(report.name)
-            writer.close()
+            output = self.per_stream.pop(report.name)
+            self.failed |= output.failed
+            output.writer.close()
             if not report.opened:  # no file for a stream whose source never opened
-                writer.path.unlink(missing_ok=True)
+                output.writer.path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        for writer in self.per_stream.values():
-            writer.close()
+        outputs = [*self.per_stream.values(), *([self.merged] if self.merged else [])]
+        for output in outputs:
+            self.failed |= output.failed
+            output.writer.close()
         self.per_stream.clear()
-        if self.merged is not None:
-            self.merged.close()
+        self.merged = None
 
 
 def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
@@ -612,7 +639,7 @@ def _run_many(args: argparse.Namespace, stopper: _Stopper) -> int:
         f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""),
         flush=True,
     )
-    return 1 if failed else 0
+    return 1 if failed or sinks.failed else 0
 
 
 def _fields(spec: StreamSpec) -> dict:

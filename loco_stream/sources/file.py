@@ -36,6 +36,21 @@ TRUNCATION_TOLERANCE_S = 0.5  # a file ending this much before its header's dura
 INTEGER_SCALES = {"u8": 128.0, "s16": 32768.0, "s32": 2.0**31, "s64": 2.0**63}
 
 
+def input_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a stream's input file (None: it can): missing, a folder, or not a
+    regular file (a device, a named pipe, a socket: live sources go to ``--camera``)."""
+    if path.is_dir():
+        return f"'{path}' is a folder: give one video file (loco-detect runs over many files)"
+    if not path.exists():
+        return f"'{path}' does not exist: check the path"
+    if not path.is_file():
+        return (
+            f"'{path}' is not a regular file (a device, a named pipe or a socket): give a video "
+            "file; a live device or pipe is a --camera SPEC with a --mic"
+        )
+    return None
+
+
 class FileSource(MediaSource):
     """Decode a video/audio file; ``has_audio`` is False for a file without an audio track."""
 
@@ -108,6 +123,29 @@ class FileSource(MediaSource):
         origin = min(_start_seconds(s) for s in streams)
         resampler = MonoResampler(self._audio.sample_rate) if self._audio is not None else None
         packets = self._container.demux(*streams)
+        skipped: list[float] = []  # times of the packets that could not be decoded
+        try:
+            yield from self._demuxed(ordered, packets, resampler, origin, skipped)
+        finally:
+            if skipped:
+                log.warning(
+                    "%s: skipped %d undecodable packet(s) between %.2f and %.2f s (damaged "
+                    "data); the rest of the file was used",
+                    self.path,
+                    len(skipped),
+                    skipped[0],
+                    skipped[-1],
+                )
+
+    def _demuxed(
+        self,
+        ordered: Interleaver,
+        packets: Iterator[av.Packet],
+        resampler: MonoResampler | None,
+        origin: float,
+        skipped: list[float],
+    ) -> Iterator[Item]:
+        """`_decoded`'s loop; ``skipped`` gets the time of each packet that cannot be decoded."""
         last_video_t = 0.0
         end_t = 0.0
         damaged = False
@@ -128,10 +166,8 @@ class FileSource(MediaSource):
                     break
                 try:
                     frames = packet.decode()
-                except av.FFmpegError as err:
-                    log.warning(
-                        "%s: skipped an undecodable packet at %.2f s (%s)", self.path, end_t, err
-                    )
+                except av.FFmpegError:
+                    skipped.append(end_t)
                     frames = []
             for frame in frames:
                 if isinstance(frame, av.VideoFrame):

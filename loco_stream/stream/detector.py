@@ -18,6 +18,7 @@ from ..model_dir import ModelDir
 from ..sinks.base import Sink
 from ..sinks.monitor import Monitor
 from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, Item, MonoResampler, VideoFrame
+from .callbacks import GuardedCallback
 from .engine import StreamEngine, StreamStats
 from .stitch import DEFAULT_THRESHOLD, Event, StitchConfig
 
@@ -46,18 +47,20 @@ class Detector:
     seconds since then. Each event is a `start` (confirmed, still going) or an `end` (final)
     record; ``on_event``, if given, is called with each event as it is emitted, in emission
     order, in the thread that pushed the data that produced it (holding the lock), and the event
-    is then not queued for ``events()``.
+    is then not queued for ``events()``; an ``on_event`` that raises is logged with its event and
+    counted (``callback_errors``), and the other events go on.
 
     What is checked (a `ValueError` names the problem, and the item is not used):
     ``threshold`` in [0, 1]; ``hop`` 1 to the window; frames (H, W, 3) uint8 with H, W > 0;
     audio (N,) or (N, channels) channels-last (a (2, N) block is refused as channels-first),
     finite, float in [-1, 1] or integer PCM (scaled by its dtype's range: int16 / 32768,
     uint8 centred at 128), at a declared rate of 1 to 384 kHz that agrees with its timestamps
-    (checked over 5 s of audio); times finite seconds. Handled: items whose time goes back are
-    dropped and counted (``stats.clock_regressions``, warned once); a gap in one modality is
-    filled up to 10 s, a longer one closes the stream so far and restarts it at the new time;
-    one modality 30 s ahead of the other (which stopped) raises `StreamStalled` once (after its
-    events are out), its buffer is dropped and the detector goes on.
+    (checked over 5 s of audio; ``16000.0`` is 16 kHz); times finite seconds. Handled: items
+    whose time goes back are dropped and counted (``stats.clock_regressions``, warned once); a
+    gap in one modality is filled up to 10 s, a longer one closes the stream so far and restarts
+    it at the new time; one modality 30 s ahead of the other (which stopped) raises
+    `StreamStalled` once (after its events are out), its buffer is dropped and the detector
+    goes on.
 
     ``sinks`` (`loco_stream.sinks`: `EvidenceRecorder`, `MqttSink`, `WebhookSink`, `LivePage`)
     get every record and, for the evidence, every item pushed; they are opened here (a
@@ -93,7 +96,8 @@ class Detector:
         except Exception:  # a bad hop, or a sink that cannot start
             self._close_model()
             raise
-        self._init_stream(on_event, threading.RLock(), monitor)
+        guarded = GuardedCallback(on_event) if on_event is not None else None
+        self._init_stream(guarded, threading.RLock(), monitor)
 
     def _init_stream(
         self,
@@ -119,6 +123,11 @@ class Detector:
         return self.model.info.classes
 
     @property
+    def callback_errors(self) -> int:
+        """Calls of ``on_event`` that raised (each logged with its event)."""
+        return getattr(self._on_event, "errors", 0)
+
+    @property
     def stats(self) -> StreamStats:
         return self._engine.stats
 
@@ -142,7 +151,9 @@ class Detector:
         """Add consecutive samples (N,) or (N, channels), the first at ``t`` seconds: float in
         [-1, 1] or integer PCM, at ``sample_rate`` Hz (mixed to mono, resampled to 16 kHz)."""
         samples = _check_samples(samples)
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        if _is_number(sample_rate) and float(sample_rate).is_integer():
+            sample_rate = int(sample_rate)  # 16000.0 is 16000 Hz
+        if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool):
             raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
         if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
             raise ValueError(
@@ -260,7 +271,9 @@ class _RateCheck:
     """Refuses audio whose declared rate disagrees with its timestamps: over ``RATE_CHECK_SECONDS``
     of contiguous blocks (pauses longer than ``RATE_CHECK_GAP_SECONDS`` are skipped), the samples
     received per second of timestamps must be the declared rate within ``RATE_TOLERANCE``. Once
-    they are not, every block at that rate is refused: the samples are at another rate."""
+    they are not, every block at that rate is refused: the samples are at another rate. A block
+    earlier than the one before (blocks out of order) restarts the measure: it says nothing of
+    the rate."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
@@ -276,8 +289,11 @@ class _RateCheck:
         if previous is None or samples == 0:
             return
         elapsed = t - previous[0]
-        if elapsed <= 0 or elapsed - previous[1] / self.rate > RATE_CHECK_GAP_SECONDS:
-            return  # back in time (the stream counts it) or a pause: not a measure of the rate
+        if elapsed <= 0:  # out of order (the stream drops and counts it): the measure restarts
+            self._samples, self._seconds = 0, 0.0
+            return
+        if elapsed - previous[1] / self.rate > RATE_CHECK_GAP_SECONDS:
+            return  # a pause: not a measure of the rate
         self._samples += previous[1]
         self._seconds += elapsed
         if self._seconds < RATE_CHECK_SECONDS:

@@ -59,6 +59,7 @@ from ..features.steps import Step
 from ..model_dir import ModelDir
 from ..sources import FileSource, MediaSource, ReopeningSource, SourceError
 from ..sources.base import Item
+from ..sources.file import input_file_problem
 from .batched import BatchedModel
 from .engine import Clock, StreamEngine, StreamStats, WindowInputs
 from .stitch import DEFAULT_THRESHOLD, Event, StitchConfig
@@ -127,10 +128,9 @@ class StreamSpec:
         read unpaced here: `MultiStreamEngine` paces it (``realtime``)."""
         if not self.live:
             path = self.input
-            if path.is_dir():
-                raise SourceError(f"'{path}' is a folder: give one video file")
-            if not path.is_file():
-                raise SourceError(f"input file '{path}' does not exist")
+            problem = input_file_problem(path)
+            if problem is not None:
+                raise SourceError(problem)
             source = FileSource(path)
             for track, present in (("audio", source.has_audio), ("video", source.has_video)):
                 if not present:

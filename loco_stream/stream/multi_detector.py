@@ -26,6 +26,7 @@ from ..model_dir import ModelDir
 from ..sinks.base import Sink
 from ..sinks.monitor import Monitor
 from ..sources.base import TARGET_SAMPLE_RATE
+from .callbacks import GuardedCallback
 from .detector import Detector
 from .engine import StreamStats
 from .multi import MultiStreamEngine, StreamEvent
@@ -70,6 +71,8 @@ class MultiDetector:
     stream, batched. With ``autoprocess=False`` pushes only assemble steps, and ``process()``
     runs the due steps and windows of all streams in one call each: push a round of every
     stream's frames and audio, then call ``process()`` (what fills a GPU's batches).
+    An ``on_event`` that raises is logged with the event and counted (``callback_errors``): the
+    other events and streams go on.
     Thread-safety: one internal re-entrant lock guards everything; work runs in the caller.
     ``sinks``: as `Detector`'s, for every stream (records carry the stream's name).
     """
@@ -92,7 +95,7 @@ class MultiDetector:
             except Exception:
                 self._engine.close()
                 raise
-        self._on_event = on_event
+        self._on_event = GuardedCallback(on_event) if on_event is not None else None
         self._autoprocess = autoprocess
         self._ready: deque[StreamEvent] = deque()
         self._streams: dict[str, _StreamInput] = {}
@@ -106,6 +109,11 @@ class MultiDetector:
     @property
     def streams(self) -> list[str]:
         return list(self._streams)
+
+    @property
+    def callback_errors(self) -> int:
+        """Calls of ``on_event`` that raised (each logged with its event; no stream stops)."""
+        return self._on_event.errors if self._on_event is not None else 0
 
     def stats(self, name: str) -> StreamStats:
         return self._stream(name).stats

@@ -9,6 +9,7 @@ same file gets `OutputInUse` before anything is truncated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -35,9 +36,15 @@ class OutputInUse(Exception):
     """The output file is being written by another process."""
 
 
+class OutputFailed(Exception):
+    """A record could not be written (a full disk, a lost permission, an I/O error): the file
+    holds the whole records before it, and the writer takes no more."""
+
+
 class JsonlWriter:
     """Writes records to ``path`` (replacing it), one whole line per ``os.write``, holding the
-    file's exclusive lock until closed."""
+    file's exclusive lock until closed. A write that fails part-way is cut back to the last whole
+    line and raises `OutputFailed`; so does every write after it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -51,11 +58,28 @@ class JsonlWriter:
                 "write to another file"
             ) from None
         os.ftruncate(self._fd, 0)  # only once the file is ours
+        self.records = 0  # whole records written
+        self._size = 0  # bytes of those records
+        self.failure: OutputFailed | None = None
 
     def write(self, record: dict) -> None:
-        line = memoryview((json.dumps(record) + "\n").encode())
-        while line:  # a regular file takes it in one write; a full disk may take less
-            line = line[os.write(self._fd, line) :]
+        if self.failure is not None:
+            raise self.failure
+        data = (json.dumps(record) + "\n").encode()
+        line = memoryview(data)
+        try:
+            while line:  # a regular file takes it in one write; a full disk may take less
+                line = line[os.write(self._fd, line) :]
+        except OSError as error:
+            with contextlib.suppress(OSError):  # drop the part-written line, if the OS lets us
+                os.ftruncate(self._fd, self._size)
+            self.failure = OutputFailed(
+                f"cannot write '{self.path}': {error.strerror}; it keeps the {self.records} "
+                "whole records before (free space or fix the permission, then run again)",
+            )
+            raise self.failure from None
+        self._size += len(data)
+        self.records += 1
 
     def close(self) -> None:
         if self._fd is not None:

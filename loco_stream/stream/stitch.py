@@ -124,6 +124,10 @@ class _Track:
     closed: bool = False
     start_sum: float = 0.0  # score-weighted sum of the starts seen while pending
     start_weight: float = 0.0
+    best: float = 0.0  # the highest score of its candidates: an end record's score
+
+    def __post_init__(self) -> None:
+        self.best = max(self.best, self.score)
 
     @property
     def pending(self) -> bool:
@@ -292,6 +296,7 @@ class Stitcher:
     def _refine(self, track: _Track, candidate: _Candidate, now: float) -> None:
         """Update a track with its candidate of this window (module docstring, Start and End)."""
         track.score = candidate.score
+        track.best = max(track.best, candidate.score)
         earlier, later = self._neighbours(track)
         if track.pending:
             track.hits += 1
@@ -412,7 +417,7 @@ class Stitcher:
             label_id=track.label_id,
             start=round(track.start, 3),
             end=None if end is None else round(end, 3),
-            score=round(track.score, 4),
+            score=round(track.best if kind == "end" else track.score, 4),
             emitted_at=round(emitted_at, 3),
         )
 
