@@ -27,11 +27,10 @@ from export.to_onnx import (
     report_errors,
     verify_against_torch,
 )
-from loco_stream.bundle import STEP_GRAPH, embedded_metadata, package_version
-from loco_stream.config import Config, ModelConfig
+from loco_stream.bundle import STEP_GRAPH, WindowInfo, embedded_metadata, package_version
+from loco_stream.config import ModelConfig
 from loco_stream.model import LoCo
 from loco_stream.model.streaming import StepGraph
-from loco_stream.runtime.torch_backend import window_info
 from loco_stream.step_plan import NotStreamable, check_streamable, step_flags
 
 
@@ -81,21 +80,20 @@ def stream_feeds(graph: StepGraph, steps: int, seed: int = 0) -> list[Inputs]:
 
 def export_step_graph(
     model: LoCo,
-    config: Config,
-    class_names: list[str],
+    info: WindowInfo,
     out_dir: Path,
-    window: int,
     hop: int,
     say: Callable[[str], None] = print,
+    name: str = STEP_GRAPH,
 ) -> dict[str, OutputError]:
-    """Export ``out_dir/loco_step.onnx`` (``hop`` steps a call), check it and compare it with
-    torch over a stream of calls; the error of each output. Raises ExportError on a failure."""
+    """Export ``out_dir/name``, ``hop`` steps a call, with the model directory's metadata
+    ``info``; check it and compare it with torch over a stream of calls; the error of each
+    output. Raises ExportError on a failure."""
     graph = StepGraph(model, hop).eval()
-    feeds = stream_feeds(graph, 3 * config.model.max_stride + hop // 2 + 1)
+    feeds = stream_feeds(graph, 3 * max(model.config.max_stride, hop) + hop // 2 + 1)
     _, next_names = state_names(len(graph.state_shapes))
-    info = window_info(config, class_names, window, hop, step_hop=hop)
     metadata = embedded_metadata(info, package_version(), step=True)
-    path = out_dir / STEP_GRAPH
+    path = out_dir / name
     export_graph(graph, feeds[0], ["scores", "distances", *next_names], path, metadata)
     say(f"      {path} ({path.stat().st_size / 2**20:.1f} MiB, {hop} steps a call)")
     problems = check_graph(path, count_layer_norms(graph, feeds[0]))

@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as `python export/to_trt.py`: make `export`
 from export.trt_readiness import check_trt_readiness  # noqa: E402
 from loco_stream.bundle import (  # noqa: E402
     AUDIO_GRAPH,
+    OFFLINE_STEP_GRAPH,
     STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_GRAPHS,
@@ -97,8 +98,9 @@ def plan_builds(folder: Path, precision: str) -> list[Build]:
         Build(folder / AUDIO_GRAPH, "audio_extractor.engine", "fp32"),
         Build(folder / VISUAL_GRAPH, "visual_extractor.engine", "fp32"),
     ]
-    if STEP_GRAPH in card.files:  # fp32: its state is carried from call to call
-        builds.append(Build(folder / STEP_GRAPH, "loco_step.engine", "fp32"))
+    for name in (STEP_GRAPH, OFFLINE_STEP_GRAPH):  # fp32: their state goes from call to call
+        if name in card.files:
+            builds.append(Build(folder / name, name.replace(".onnx", ".engine"), "fp32"))
     return builds
 
 

@@ -150,8 +150,9 @@ def detect_clip(
     decode = info.decode
     if max_events is not None:
         decode = dataclasses.replace(decode, max_segments=max_events)
-    if model.step_graph is not None:
-        found = detect_steps(model.step_graph, info, visual, audio, decode)
+    step_graph = model.offline_step_graph()
+    if step_graph is not None:
+        found = detect_steps(step_graph, info, visual, audio, decode)
     else:
         found = detect_features(run_window, visual, audio, info.window, decode, batch)
     duration = len(visual) * info.step_seconds

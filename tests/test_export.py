@@ -138,16 +138,17 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_cli_reports_each_stage_and_the_errors(tiny):
     stdout = tiny["stdout"]
     assert "[1/2] onnx" in stdout and "[2/2] fp16" in stdout
-    # fp32 window graph and step graph (checked) and fp16 (reported)
-    assert stdout.count("scores    max abs error") == 3
+    # fp32 window graph and the two step graphs (checked) and fp16 (reported)
+    assert stdout.count("scores    max abs error") == 4
     assert stdout.count("segments  max abs error") == 2
-    assert stdout.count("distances max abs error") == stdout.count("state     max abs error") == 1
+    assert stdout.count("distances max abs error") == stdout.count("state     max abs error") == 2
     assert stdout.count("hashes and signatures verified") == 2  # the card after each format
     card = read_bundle(tiny["out"])
     assert set(card.files) == {
         WINDOW_GRAPH,
         WINDOW_FP16_GRAPH,
         "loco_step.onnx",
+        "loco_step_offline.onnx",
         "audio_extractor.onnx",
         "visual_extractor.onnx",
         "loco.pt",

@@ -18,6 +18,7 @@ import pytest
 from loco_stream.bundle import (
     AUDIO_GRAPH,
     CARD,
+    OFFLINE_STEP_GRAPH,
     STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_GRAPH,
@@ -121,6 +122,7 @@ def test_the_exported_card_reads_back_and_describes_the_graphs(tiny_model_dir: P
     assert set(card.files) == {
         WINDOW_GRAPH,
         STEP_GRAPH,
+        OFFLINE_STEP_GRAPH,
         AUDIO_GRAPH,
         VISUAL_GRAPH,
         "loco.pt",

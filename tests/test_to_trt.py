@@ -193,12 +193,13 @@ def test_every_network_is_strongly_typed_and_typed_by_its_graph(build, version, 
     strongly_typed = 1 << 1 if version.startswith("10.") else 0  # 11: always strongly typed
     assert [c for c in calls if c[0] == "create_network"] == [
         ("create_network", strongly_typed)
-    ] * 4
+    ] * 5
     assert [c[1] for c in calls if c[0] == "parse"] == [
         window_graph,
         "audio_extractor.onnx",
         "visual_extractor.onnx",
         "loco_step.onnx",  # fp32 at every precision: its state goes from call to call
+        "loco_step_offline.onnx",
     ]
     assert not [c for c in calls if c[0] in ("set_flag", "config.int8_calibrator")]
     assert not [c for c in calls if c[0].startswith("config.")]
@@ -208,7 +209,7 @@ def test_every_network_is_strongly_typed_and_typed_by_its_graph(build, version, 
     assert sidecar["tensorrt_version"] == version and sidecar["gpu_name"] == H200.name
     assert sidecar["metadata"]["kind"] == "window"
     assert (out / "loco.engine").read_bytes() == b"serialized engine"
-    for name in ("audio_extractor", "visual_extractor", "loco_step"):
+    for name in ("audio_extractor", "visual_extractor", "loco_step", "loco_step_offline"):
         assert json.loads((out / f"{name}.engine.json").read_text())["precision"] == "fp32"
     assert json.loads((out / "loco_step.engine.json").read_text())["metadata"]["kind"] == "step"
 
@@ -221,4 +222,4 @@ def test_tensorrt_older_than_10_is_refused_before_any_build(build, capsys):
 
 def test_workspace_limit_is_passed_in_bytes(build):
     status, calls, _ = build("11.4.1.7", "--workspace", "512")
-    assert status == 0 and calls.count(("workspace", 512 << 20)) == 4  # the window, step and extractor graphs
+    assert status == 0 and calls.count(("workspace", 512 << 20)) == 5  # window, extractors, steps

@@ -89,6 +89,7 @@ class BatchedModel:
         self.info = self.model.info
         self.spec = self.model.spec
         self.step_graph = self.model.step_graph  # run per stream: it holds a stream's state
+        self.offline_step_graph = self.model.offline_step_graph
         self._graphs: dict[str, Backend] = {}
         self._pool: ThreadPoolExecutor | None = None
         backend = self.model.window_graph.name

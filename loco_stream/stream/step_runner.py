@@ -29,7 +29,7 @@ class StepRunner:
         self, graph: Backend, info: WindowInfo, origin: int = 0, keep: int | None = None
     ) -> None:
         self.graph = graph
-        self.plan = plan_steps(info.model, info.step_hop)
+        self.plan = plan_steps(info.model, graph.input_specs["visual"].shape[1])  # its hop
         self.origin = origin
         self.steps = 0  # steps given to the graph so far (padding included)
         self.state = {
