@@ -83,10 +83,11 @@ class Answer:
 
 
 def whole_json_lines(path: Path) -> bool:
-    """Every line of ``path`` is a whole JSON record."""
+    """Every line of ``path`` (none, maybe) is a whole JSON record."""
     try:
         text = path.read_text()
-        return text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+        lines = text.splitlines()
+        return text.endswith("\n") == bool(lines) and all(json.loads(line) for line in lines)
     except (OSError, ValueError):
         return False
 
@@ -646,7 +647,7 @@ def cases() -> list[Case]:  # noqa: PLR0915 - a table
         Case(
             ev,
             "ground-truth segments as strings",
-            ["--annotations", "gt_str.json", "--predictions", "pred_reversed.json"],
+            ["--annotations", "gt_str.json", "--predictions", "pred_ok.json"],
             2,
             ["segment"],
         ),

@@ -3,13 +3,17 @@
     loco-detect VIDEO... --output results.json [--model DIR] [--plot DIR] [--workers N]
         [--ray [auto|local|ADDRESS]]
         [--annotations A.json] [--backend onnxruntime] [--threads 2] [--max-events 100]
+        [--threshold S]
 
 Each clip is cut into steps exactly as the stream does, its features are extracted once, and the
 window graph covers the whole clip in windows of T steps (half-window hops when the clip is longer
 than one window: bounded memory for any length). Results use the file stem as video id; files
 of one stem in different folders get their folders too (``a/clip``, ``b/clip``), so no result
 overwrites another. At most ``--max-events`` events are kept per clip (UnAV-100's 100; a clip
-that reaches the cap is reported). ``--output`` and ``--plot`` are checked before any decoding.
+that reaches the cap is reported, with how many candidates score like an event);
+``--threshold S`` keeps only events scoring S or more. ``--output`` and ``--plot`` are checked
+before any decoding; a write that fails (a full disk) is one error line and keeps the earlier
+file, and a run that detects nothing leaves an earlier file as it was.
 A file that cannot be read is reported and skipped; the results of the others are still
 written, and the exit status is 1. Ctrl-C keeps the clips done so far (exit status 130).
 ``--plot`` draws each clip's events (over its ground truth when ``--annotations`` has it) as

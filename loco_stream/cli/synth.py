@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+from loco_stream.limits import LimitError, check
 from loco_stream.synth.writer import ANNOTATIONS, generate_dataset, read_annotations
 
 SPLIT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # split names become part of file names
@@ -38,12 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.videos < 1:
-        parser.error(f"--videos must be at least 1, got {args.videos}")
+    try:
+        check("clips", args.videos, "--videos")
+        check("workers", args.workers, "--workers")
+    except LimitError as error:
+        parser.error(str(error))
     if args.seed < 0:
         parser.error(f"--seed must be non-negative, got {args.seed}")
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.duration is not None and not 1.0 <= args.duration <= 600.0:
         parser.error(f"--duration must be between 1 and 600 s, got {args.duration}")
     if not SPLIT_PATTERN.fullmatch(args.split):
