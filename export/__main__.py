@@ -288,10 +288,12 @@ def replaced_work(out: Path, checkpoint: Path, extractors: Path | None = None) -
         return f"--out {out} holds a model of other weights (its {CARD})"
     inputs = {checkpoint.resolve(), (extractors or checkpoint.parent / EXTRACTOR_CHECKPOINT)}
     inputs = {path.resolve() for path in inputs}
+    checkpoints = (WINDOW_CHECKPOINT, EXTRACTOR_CHECKPOINT)  # the files of the folder it writes
     clashes = sorted(
         path.name
         for path in out.iterdir()
-        if path.suffix in (".onnx", ".pt", ".engine") and path.resolve() not in inputs
+        if (path.suffix in (".onnx", ".engine") or path.name in checkpoints)
+        and path.resolve() not in inputs
     )
     if not clashes:
         return None
