@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
+from export.initializers import store_exact_halves
 from export.to_onnx import (
     TOLERANCE,
     ExportError,
@@ -95,6 +97,9 @@ def export_step_graph(
     metadata = embedded_metadata(info, package_version(), step=True)
     path = out_dir / name
     export_graph(graph, feeds[0], ["scores", "distances", *next_names], path, metadata)
+    model_proto = onnx.load(str(path))
+    if store_exact_halves(model_proto):  # an fp16 checkpoint's weights: half the file
+        onnx.save(model_proto, str(path))
     say(f"      {path} ({path.stat().st_size / 2**20:.1f} MiB, {hop} steps a call)")
     problems = check_graph(path, count_layer_norms(graph, feeds[0]))
     if problems:

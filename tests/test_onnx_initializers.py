@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from export.initializers import share_identical_initializers
+from export.initializers import share_identical_initializers, store_exact_halves
 from export.to_onnx import export_window_graph
 from loco_stream.model import LoCo
 from tests.tiny_model import tiny_config
@@ -69,3 +69,32 @@ def test_exported_window_graph_stores_each_constant_once(tmp_path):
         for i in onnx.load(str(path)).graph.initializer
     ]
     assert len(contents) == len(set(contents))
+
+
+def test_fp16_exact_weights_are_stored_as_halves_and_compute_the_same():
+    """An fp16 checkpoint's weight is stored as fp16 behind a Cast; a weight fp16 cannot hold
+    exactly stays fp32; the outputs are bit for bit the same, the file smaller."""
+    rng = np.random.default_rng(1)
+    exact = rng.standard_normal((64, 64)).astype(np.float16).astype(np.float32)
+    inexact = exact + np.float32(1e-6)
+    model = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("MatMul", ["x", "exact"], ["t"]),
+                helper.make_node("MatMul", ["t", "inexact"], ["y"]),
+            ],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 64])],
+            [numpy_helper.from_array(exact, "exact"), numpy_helper.from_array(inexact, "inexact")],
+        ),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    before, size = run(model, x), model.ByteSize()
+    assert store_exact_halves(model) == exact.nbytes // 2
+    onnx.checker.check_model(model, full_check=True)
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    assert types == {"exact__fp16": TensorProto.FLOAT16, "inexact": TensorProto.FLOAT}
+    assert np.array_equal(run(model, x), before)
+    assert model.ByteSize() < size - exact.nbytes // 3
