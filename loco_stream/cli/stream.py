@@ -15,9 +15,10 @@ of them merged; each record carries its stream's name. A stream that fails is re
 others go on; the exit status is then 1. Ctrl-C or SIGTERM closes the open events, writes them,
 prints the stats and exits 0. Argument errors exit 2 (argparse's usage line); startup problems
 exit 1 with one ``loco-stream: error:`` line and write nothing. ``--output`` is locked while it
-is written: a second writer of the same file is refused. The monitoring options hand every
-record to sinks beside the JSON lines (``loco_stream.sinks``, docs/monitoring.md); a sink that
-fails never stops detection or costs a line.
+is written: a second writer of the same file is refused; a write that fails (a full disk) is one
+error line, leaves whole lines, stops only that file and makes the exit status 1. The
+monitoring options hand every record to sinks beside the JSON lines (``loco_stream.sinks``,
+docs/monitoring.md); a sink that fails never stops detection or costs a line.
 """
 
 from __future__ import annotations
