@@ -18,7 +18,21 @@ from loco_stream.model_dir import ModelDir
 from loco_stream.synth import sample_scenario, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE_LIMIT = 20 * 2**20  # everything shipped, in bytes
+# everything shipped, in bytes: the window graph, the stream's and loco-detect's step graphs (their
+# fp16 checkpoint's weights stored as fp16), the extractors and the two checkpoints
+SIZE_LIMIT = 30 * 2**20
+
+
+def step_feed(path: Path, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A call of the step graph at ``path``: random features and state, every step valid."""
+    import onnxruntime as ort
+
+    feed = {}
+    for spec in ort.InferenceSession(str(path)).get_inputs():
+        feed[spec.name] = 0.3 * rng.standard_normal(spec.shape, dtype=np.float32)
+    feed["valid"] = np.ones_like(feed["valid"])
+    feed["advance"], feed["odd"] = np.ones_like(feed["advance"]), np.ones_like(feed["odd"])
+    return feed
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +42,26 @@ def model() -> ModelDir:
 
 def test_default_model_is_complete_and_small(model):
     files = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
-    for name in ("loco.onnx", "audio_extractor.onnx", "visual_extractor.onnx", "loco.pt"):
+    for name in (
+        "loco.onnx",
+        "loco_step.onnx",
+        "loco_step_offline.onnx",
+        "audio_extractor.onnx",
+        "visual_extractor.onnx",
+        "loco.pt",
+    ):
         assert name in files
     assert sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()) < SIZE_LIMIT
     assert len(model.info.classes) == 16 and model.info.window == 256
+    assert model.step_graph is not None and model.info.step_hop == 4  # the stream's default
     card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
     assert card["results"]["test_average_mAP"] > 0
 
 
 def test_default_graphs_are_tensorrt_ready():
-    for name in ("loco.onnx", "audio_extractor.onnx", "visual_extractor.onnx"):
+    for name in ("loco.onnx", "loco_step.onnx", "loco_step_offline.onnx"):
+        assert check_trt_readiness(DEFAULT_MODEL_DIR / name) == [], name
+    for name in ("audio_extractor.onnx", "visual_extractor.onnx"):
         assert check_trt_readiness(DEFAULT_MODEL_DIR / name) == [], name
 
 
@@ -91,6 +115,7 @@ def test_default_checkpoints_re_export_to_the_shipped_graphs(tmp_path):
         },
         "audio_extractor.onnx": {"waveform": 0.3 * rng.standard_normal((1, 4000), np.float32)},
         "visual_extractor.onnx": {"frames": rng.integers(0, 256, (1, 4, 96, 96, 3), np.uint8)},
+        "loco_step.onnx": step_feed(DEFAULT_MODEL_DIR / "loco_step.onnx", rng),
     }
     for name, feed in feeds.items():
         shipped = ort.InferenceSession(str(DEFAULT_MODEL_DIR / name)).run(None, feed)
