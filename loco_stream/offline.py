@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import BATCH_GRAPHS, WindowInfo, read_card, resolve_dir
+from .cli.messages import plain_messages
 from .config import DecodeConfig
 from .features.media import MediaError, extract_file, file_steps
 from .features.steps import Step, StepSpec
@@ -232,6 +233,7 @@ def _open_worker_model(spec: ModelSpec) -> None:
     what is done): a worker that took it too would die with a traceback, mid-clip or mid-load."""
     global _worker_model
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    plain_messages("loco-detect")  # a clip's warnings as the parent's: one line each
     _worker_model = spec.open()
 
 

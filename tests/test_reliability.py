@@ -428,3 +428,15 @@ def test_loco_detect_threshold_keeps_events_and_the_cap_note_says_what_is_kept(
     assert detect_cli.main([*argv, "--output", str(strong), "--threshold", str(cut)]) == 0
     kept = [e["score"] for e in json.loads(strong.read_text())["results"]["clip"]]
     assert kept == [s for s in scores if s >= cut] and len(kept) < len(scores)
+
+
+def test_warnings_of_loco_detect_workers_are_one_line_each(
+    tiny_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size * 6 // 10])
+    command = [sys.executable, "-m", "loco_stream.cli.detect", str(truncated), str(clip)]
+    command += ["--model", str(tiny_dir), "--output", str(tmp_path / "r.json"), "--workers", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert "loco-detect: warning: media file" in done.stderr, done.stderr
+    assert "UserWarning" not in done.stderr and "warnings.warn" not in done.stderr

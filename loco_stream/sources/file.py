@@ -128,13 +128,13 @@ class FileSource(MediaSource):
             yield from self._demuxed(ordered, packets, resampler, origin, skipped)
         finally:
             if skipped:
+                where = f"between {skipped[0]:.2f} and {skipped[-1]:.2f} s"
                 log.warning(
-                    "%s: skipped %d undecodable packet(s) between %.2f and %.2f s (damaged "
-                    "data); the rest of the file was used",
+                    "%s: skipped %d undecodable packet(s) %s (damaged data); the rest of the "
+                    "file was used",
                     self.path,
                     len(skipped),
-                    skipped[0],
-                    skipped[-1],
+                    where if len(skipped) > 1 else f"at {skipped[0]:.2f} s",
                 )
 
     def _demuxed(
