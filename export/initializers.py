@@ -56,7 +56,8 @@ def store_exact_halves(model: onnx.ModelProto, min_elements: int = 1024) -> int:
     kept, casts, saved = [], [], 0
     for initializer in graph.initializer:
         values = numpy_helper.to_array(initializer)
-        halves = values.astype(np.float16)
+        with np.errstate(over="ignore", invalid="ignore"):  # out of fp16's range: not exact
+            halves = values.astype(np.float16)
         exact = values.dtype == np.float32 and values.size >= min_elements
         if not exact or not np.array_equal(halves.astype(np.float32), values):
             kept.append(initializer)
