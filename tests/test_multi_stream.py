@@ -184,6 +184,35 @@ def test_n_streams_in_one_process_give_the_records_of_n_single_runs(
         )
 
 
+def test_a_hop_off_the_step_graph_batches_the_window_graph_across_streams(
+    batched_dir: Path, clips: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2-step hop is no multiple of the step graph's 4: the streams run the window graph, their
+    windows batched in one call, and each gives what it gives alone at that hop."""
+    window_rows: list[int] = []
+    real_run_rows = batched_module.run_rows
+
+    def counting(graph, inputs, *options):
+        if "mask" in inputs:  # the window graph's call
+            window_rows.append(len(inputs["mask"]))
+        return real_run_rows(graph, inputs, *options)
+
+    with ModelDir(batched_dir, threads=1) as model:
+        alone = {}
+        for clip in clips:
+            engine = StreamEngine(model, StitchConfig(threshold=LOW), hop=2)
+            assert engine.step_graph is None
+            events = []
+            with FileSource(clip) as source:
+                engine.run(source, events.append)
+            alone[clip.stem] = [event.to_record() for event in events]
+    monkeypatch.setattr(batched_module, "run_rows", counting)
+    with MultiStreamEngine(batched_dir, threads=1, hop=2) as engine:
+        records, _ = multi_run(engine, specs_of(clips))
+    assert max(window_rows) > 1  # windows of several streams in one call
+    assert records == alone and sum(map(len, alone.values())) > 0
+
+
 class _StoppingSource(MediaSource):
     """A file's items until ``stop_at`` seconds, then a `SourceError` (a camera that stopped)."""
 
