@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from export.__main__ import main as export_main  # noqa: E402
-from export.to_onnx import export_graph  # noqa: E402
+from export.graphs import export_graph  # noqa: E402
 from loco_stream.config import load_config  # noqa: E402
 from loco_stream.features.efficientnet_lite import (  # noqa: E402
     VisualBackbone,

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `export` is a folder of scripts at the repository root
     sys.path.insert(0, str(ROOT))
 
-from export.to_onnx import export_window_graph  # noqa: E402
+from export.window_graph import export_window_graph  # noqa: E402
 from loco_stream.config import Config  # noqa: E402
 from loco_stream.runtime import BackendUnavailable  # noqa: E402
 from loco_stream.runtime.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402

@@ -59,6 +59,7 @@ if __package__ in (None, ""):  # run as a script: make `export` importable
 from export import to_trt  # noqa: E402
 from export.batched import write_batched_graphs  # noqa: E402
 from export.extractors import export_extractors, extractor_infos  # noqa: E402
+from export.graphs import ExportError, check_graph, convert_to_fp16  # noqa: E402
 from export.quantize import (  # noqa: E402
     CalibrationError,
     calibration_videos,
@@ -66,14 +67,7 @@ from export.quantize import (  # noqa: E402
     quantize_window_graph,
 )
 from export.step_graph import export_step_graph, step_hop_for  # noqa: E402
-from export.to_onnx import (  # noqa: E402
-    ExportError,
-    apply_config_file,
-    check_graph,
-    convert_to_fp16,
-    export_and_verify,
-    verify_fp16,
-)
+from export.window_graph import apply_config_file, export_and_verify, verify_fp16  # noqa: E402
 from loco_stream.bundle import (  # noqa: E402
     AUDIO_GRAPH,
     CARD,

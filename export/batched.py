@@ -25,16 +25,16 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from export.initializers import share_identical_initializers
-from export.to_onnx import (
+from export.graphs import (
     OPSET,
     TOLERANCE,
     ExportError,
     Inputs,
     report_errors,
     verify_against_torch,
-    window_inputs,
 )
+from export.initializers import share_identical_initializers
+from export.window_graph import window_inputs
 from loco_stream.bundle import BATCH_GRAPHS, embedded_metadata, set_graph_metadata
 from loco_stream.runtime.torch_backend import OUTPUT_NAMES, window_graph
 

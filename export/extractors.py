@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from export.to_onnx import TOLERANCE, ExportError, export_graph, verify_against_torch
+from export.graphs import TOLERANCE, ExportError, export_graph, verify_against_torch
 from loco_stream.bundle import (
     AUDIO_GRAPH,
     VISUAL_GRAPH,

@@ -17,8 +17,7 @@ import numpy as np
 import onnx
 import torch
 
-from export.initializers import store_exact_halves
-from export.to_onnx import (
+from export.graphs import (
     TOLERANCE,
     ExportError,
     Inputs,
@@ -29,6 +28,7 @@ from export.to_onnx import (
     report_errors,
     verify_against_torch,
 )
+from export.initializers import store_exact_halves
 from loco_stream.bundle import STEP_GRAPH, WindowInfo, embedded_metadata, package_version
 from loco_stream.config import ModelConfig
 from loco_stream.model import LoCo

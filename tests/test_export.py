@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `export` is a folder of scripts at the repository root
     sys.path.insert(0, str(ROOT))
 to_onnx = importlib.import_module("export.to_onnx")
+graphs = importlib.import_module("export.graphs")
+window_export = importlib.import_module("export.window_graph")
 readiness = importlib.import_module("export.trt_readiness")
 
 TINY = tiny_model_config(
@@ -177,8 +179,8 @@ def test_graph_meets_the_export_constraints(tiny):
     ops = {node.op_type for node in nodes}
     assert not ops & FORBIDDEN
     graph = window_graph(tiny["model"], TINY.window)
-    inputs = to_onnx.window_inputs(TINY, TINY.window, count=1)[0]
-    layer_norms = to_onnx.count_layer_norms(graph, inputs)
+    inputs = window_export.window_inputs(TINY, TINY.window, count=1)[0]
+    layer_norms = graphs.count_layer_norms(graph, inputs)
     assert sum(node.op_type == "LayerNormalization" for node in nodes) == layer_norms > 0
     assert not ops & {"ReduceMean", "Sqrt"}  # no LayerNorm decomposed
     shapes = {
@@ -200,12 +202,12 @@ def test_graph_meets_the_export_constraints(tiny):
 
 def test_onnx_runtime_matches_torch_on_fresh_padded_windows(tiny):
     graph = window_graph(tiny["model"], TINY.window)
-    windows = to_onnx.window_inputs(TINY, TINY.window, count=4, seed=123)
+    windows = window_export.window_inputs(TINY, TINY.window, count=4, seed=123)
     assert [int(w["mask"].sum()) for w in windows] == [32, 23, 14, 5]
-    errors = to_onnx.verify_against_torch(graph, tiny["out"] / "loco.onnx", windows)
+    errors = graphs.verify_against_torch(graph, tiny["out"] / "loco.onnx", windows)
     assert set(errors) == {"scores", "segments"}
-    assert all(error.max_abs <= to_onnx.TOLERANCE for error in errors.values()), errors
-    half = to_onnx.verify_against_torch(graph, tiny["out"] / "loco_fp16.onnx", windows)
+    assert all(error.max_abs <= graphs.TOLERANCE for error in errors.values()), errors
+    half = graphs.verify_against_torch(graph, tiny["out"] / "loco_fp16.onnx", windows)
     assert half["scores"].max_abs < 1e-2  # fp16: reported, loosely bounded here
 
 
@@ -219,7 +221,7 @@ def test_torch_and_onnxruntime_backends_agree(tiny):
         assert torch_backend.output_names == onnx_backend.output_names == ["scores", "segments"]
         # the default hop; the torch backend runs no step graph
         assert torch_backend.metadata == {**onnx_backend.metadata, "hop_steps": 4, "step_hop": 0}
-        for window in to_onnx.window_inputs(TINY, TINY.window, count=3, seed=7):
+        for window in window_export.window_inputs(TINY, TINY.window, count=3, seed=7):
             expected, got = torch_backend.run(window), onnx_backend.run(window)
             for name in ("scores", "segments"):
                 assert got[name].dtype == expected[name].dtype == np.float32
@@ -230,13 +232,13 @@ def test_config_file_replaces_decode_and_data_only(tmp_path):
     config = Config(model=TINY)
     other = tmp_path / "decode.yaml"
     other.write_text("decode: {score_threshold: 0.2}\ndata: {step_seconds: 0.5}\n")
-    updated = to_onnx.apply_config_file(config, other)
+    updated = window_export.apply_config_file(config, other)
     assert updated.decode.score_threshold == 0.2 and updated.data.step_seconds == 0.5
     assert updated.model == TINY
     mismatched = tmp_path / "model.yaml"
     mismatched.write_text("model: {embed_dim: 64}\n")
     with pytest.raises(ConfigError, match="model.embed_dim differ from the checkpoint's"):
-        to_onnx.apply_config_file(config, mismatched)
+        window_export.apply_config_file(config, mismatched)
 
 
 def test_int8_is_calibrated_on_clips_and_runs_in_onnx_runtime(tiny, tmp_path):
@@ -255,7 +257,7 @@ def test_int8_is_calibrated_on_clips_and_runs_in_onnx_runtime(tiny, tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert readiness.check_trt_readiness(path) == []
     assert WINDOW_INT8_GRAPH in read_bundle(out).files
-    window = to_onnx.window_inputs(TINY, TINY.window, count=1, seed=3)[0]
+    window = window_export.window_inputs(TINY, TINY.window, count=1, seed=3)[0]
     inputs = (window["visual"], window["audio"], window["mask"])
     with ModelDir(out) as fp32, ModelDir(out, precision="int8") as int8:
         expected, got = fp32.run_window(*inputs), int8.run_window(*inputs)
@@ -340,12 +342,12 @@ def test_every_variant_exports_and_matches_torch(variant, tmp_path):
     config = Config(model=model_config)
     model = perturbed(model_config)
     window = 2 * TINY.window  # another T than the model's: the network is length-agnostic
-    path = to_onnx.export_window_graph(model, config, CLASSES, tmp_path, window, HOP)
+    path = window_export.export_window_graph(model, config, CLASSES, tmp_path, window, HOP)
     graph = window_graph(model, window)
-    windows = to_onnx.window_inputs(model_config, window, count=3)
-    assert to_onnx.check_graph(path, to_onnx.count_layer_norms(graph, windows[0])) == []
-    errors = to_onnx.verify_against_torch(graph, path, windows)
-    assert all(error.max_abs <= to_onnx.TOLERANCE for error in errors.values()), errors
+    windows = window_export.window_inputs(model_config, window, count=3)
+    assert graphs.check_graph(path, graphs.count_layer_norms(graph, windows[0])) == []
+    errors = graphs.verify_against_torch(graph, path, windows)
+    assert all(error.max_abs <= graphs.TOLERANCE for error in errors.values()), errors
     assert read_metadata(path)["window"] == window
 
 
@@ -355,12 +357,12 @@ def test_paper_size_exports_and_matches_torch(tmp_path):
     torch.manual_seed(0)
     model = LoCo(config.model).eval()
     names = [f"class{i}" for i in range(config.model.num_classes)]
-    path = to_onnx.export_window_graph(model, config, names, tmp_path, config.model.window)
-    assert to_onnx.check_graph(path, layer_norms=0) == []  # 0: skip the count (a forward)
+    path = window_export.export_window_graph(model, config, names, tmp_path, config.model.window)
+    assert graphs.check_graph(path, layer_norms=0) == []  # 0: skip the count (a forward)
     nodes = onnx.load(str(path)).graph.node
     assert any(node.op_type == "LayerNormalization" for node in nodes)
     graph = window_graph(model, config.model.window)
-    padded = to_onnx.window_inputs(config.model, config.model.window, count=2)[1:]
-    errors = to_onnx.verify_against_torch(graph, path, padded)
-    assert all(error.within(to_onnx.TOLERANCE) for error in errors.values()), errors
-    assert errors["scores"].max_abs <= to_onnx.TOLERANCE
+    padded = window_export.window_inputs(config.model, config.model.window, count=2)[1:]
+    errors = graphs.verify_against_torch(graph, path, padded)
+    assert all(error.within(graphs.TOLERANCE) for error in errors.values()), errors
+    assert errors["scores"].max_abs <= graphs.TOLERANCE

@@ -8,7 +8,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from export.initializers import share_identical_initializers, store_exact_halves
-from export.to_onnx import export_window_graph
+from export.window_graph import export_window_graph
 from loco_stream.model import LoCo
 from tests.tiny_model import tiny_config
 

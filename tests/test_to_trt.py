@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 to_trt = importlib.import_module("export.to_trt")
-to_onnx = importlib.import_module("export.to_onnx")
+graphs = importlib.import_module("export.graphs")
 quantize = importlib.import_module("export.quantize")
 
 H200 = GpuInfo("NVIDIA H200", "9.0")
@@ -146,7 +146,7 @@ def every_precision(tmp_path_factory, tiny_model_dir: Path) -> Path:
     folder = Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("trt") / "model"))
     card = read_card(folder)
     metadata = embedded_metadata(card.window, card.version)
-    to_onnx.convert_to_fp16(folder / WINDOW_GRAPH, folder / WINDOW_FP16_GRAPH)
+    graphs.convert_to_fp16(folder / WINDOW_GRAPH, folder / WINDOW_FP16_GRAPH)
     rng = np.random.default_rng(0)
     windows = [
         {
