@@ -32,7 +32,7 @@ import onnx.inliner
 import torch
 from torch import nn
 
-from export.initializers import share_identical_initializers
+from export.initializers import share_identical_initializers, store_exact_halves
 from export.trt_readiness import check_trt_readiness
 from loco_stream.bundle import set_graph_metadata
 from loco_stream.runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -63,10 +63,16 @@ def as_tensors(inputs: Inputs) -> tuple[torch.Tensor, ...]:
 
 
 def export_graph(
-    module: nn.Module, inputs: Inputs, output_names: Sequence[str], path: Path, metadata: dict
+    module: nn.Module,
+    inputs: Inputs,
+    output_names: Sequence[str],
+    path: Path,
+    metadata: dict,
+    exact_halves: bool = False,
 ) -> Path:
     """Export ``module(*inputs.values())`` to ``path``: dynamo, opset 18, static shapes (those of
-    ``inputs``), ``metadata`` embedded as the graph's metadata. Works for any torch module."""
+    ``inputs``), ``metadata`` embedded as the graph's metadata. Works for any torch module.
+    ``exact_halves``: weights fp16 holds exactly are stored as fp16 (`store_exact_halves`)."""
     try:
         program = torch.onnx.export(
             module.eval(),
@@ -81,10 +87,28 @@ def export_graph(
         raise ExportError(f"the dynamo exporter failed on {type(module).__name__}: {err}") from err
     model = program.model_proto
     share_identical_initializers(model)
+    if exact_halves:
+        store_exact_halves(model)
     set_graph_metadata(model, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def require_constraints(path: Path, layer_norms: int) -> None:
+    """Raise ExportError listing what in the graph at ``path`` breaks the export constraints."""
+    problems = check_graph(path, layer_norms)
+    if problems:
+        raise ExportError(f"{path} breaks the export constraints:\n  - " + "\n  - ".join(problems))
+
+
+def require_agreement(path: Path, failed: list[str]) -> None:
+    """Raise ExportError when outputs ``failed`` (of the graph at ``path``) disagree with torch."""
+    if failed:
+        raise ExportError(
+            f"ONNX Runtime disagrees with torch on {', '.join(failed)} beyond {TOLERANCE:g}: "
+            f"{path} does not compute what the checkpoint does"
+        )
 
 
 def count_layer_norms(module: nn.Module, inputs: Inputs) -> int:

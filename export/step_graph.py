@@ -14,21 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 
 from export.graphs import (
     TOLERANCE,
-    ExportError,
     Inputs,
     OutputError,
-    check_graph,
     count_layer_norms,
     export_graph,
     report_errors,
+    require_agreement,
+    require_constraints,
     verify_against_torch,
 )
-from export.initializers import store_exact_halves
 from loco_stream.bundle import STEP_GRAPH, WindowInfo, embedded_metadata, package_version
 from loco_stream.config import ModelConfig
 from loco_stream.model import LoCo
@@ -96,23 +94,15 @@ def export_step_graph(
     _, next_names = state_names(len(graph.state_shapes))
     metadata = embedded_metadata(info, package_version(), step=True)
     path = out_dir / name
-    export_graph(graph, feeds[0], ["scores", "distances", *next_names], path, metadata)
-    model_proto = onnx.load(str(path))
-    if store_exact_halves(model_proto):  # an fp16 checkpoint's weights: half the file
-        onnx.save(model_proto, str(path))
+    # an fp16 checkpoint's weights stored as fp16: half the file
+    outputs = ["scores", "distances", *next_names]
+    export_graph(graph, feeds[0], outputs, path, metadata, exact_halves=True)
     say(f"      {path} ({path.stat().st_size / 2**20:.1f} MiB, {hop} steps a call)")
-    problems = check_graph(path, count_layer_norms(graph, feeds[0]))
-    if problems:
-        raise ExportError(f"{path} breaks the export constraints:\n  - " + "\n  - ".join(problems))
+    require_constraints(path, count_layer_norms(graph, feeds[0]))
     say(f"      ONNX Runtime vs torch on a stream of {len(feeds)} calls (the last padded)")
     errors = verify_against_torch(graph, path, feeds)
     failed = [name for name in next_names if not errors[name].within(TOLERANCE)]
     state = [errors.pop(name) for name in next_names]  # one line for the state
     errors["state"] = OutputError(max(e.max_abs for e in state), max(e.scale for e in state))
-    failed += report_errors(errors, TOLERANCE, say)
-    if failed:
-        raise ExportError(
-            f"ONNX Runtime disagrees with torch on {', '.join(failed)} beyond {TOLERANCE:g}: "
-            f"{path} does not compute what the checkpoint does"
-        )
+    require_agreement(path, failed + report_errors(errors, TOLERANCE, say))
     return errors

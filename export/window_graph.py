@@ -23,13 +23,13 @@ import yaml
 from export.graphs import (
     OPSET,
     TOLERANCE,
-    ExportError,
     Inputs,
     OutputError,
-    check_graph,
     count_layer_norms,
     export_graph,
     report_errors,
+    require_agreement,
+    require_constraints,
     verify_against_torch,
 )
 from loco_stream.bundle import (
@@ -137,21 +137,14 @@ def export_and_verify(
     graph = window_graph(model, window)
     windows = window_inputs(config.model, window)
     layer_norms = count_layer_norms(graph, windows[0])
-    problems = check_graph(path, layer_norms)
-    if problems:
-        raise ExportError(f"{path} breaks the export constraints:\n  - " + "\n  - ".join(problems))
+    require_constraints(path, layer_norms)
     say(
         f"      onnx.checker, TensorRT readiness, {layer_norms} LayerNorm calls as "
         "LayerNormalization nodes, no If/Loop/NonZero, static shapes: OK"
     )
     say(f"      ONNX Runtime vs torch on {len(windows)} random windows ({len(windows) - 1} padded)")
     errors = verify_against_torch(graph, path, windows)
-    failed = report_errors(errors, TOLERANCE, say)
-    if failed:
-        raise ExportError(
-            f"ONNX Runtime disagrees with torch on {', '.join(failed)} beyond {TOLERANCE:g}: "
-            f"{path} does not compute what the checkpoint does"
-        )
+    require_agreement(path, report_errors(errors, TOLERANCE, say))
     return errors
 
 

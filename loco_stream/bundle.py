@@ -531,8 +531,13 @@ def read_bundle(path: str | Path | None = None, names: list[str] | None = None) 
     """
     folder = resolve_dir(path)
     card = read_card(folder)
-    for name in names if names is not None else list(card.files):
+    verify_files(folder, card, names if names is not None else list(card.files))
+    return card
+
+
+def verify_files(folder: Path, card: ModelCard, names: list[str]) -> None:
+    """`verify_file` for each of ``names``, which the card must list."""
+    for name in names:
         if name not in card.files:
             raise MissingFileError(folder / name, f"not part of this model directory; {REEXPORT}")
         verify_file(folder, card, name)
-    return card

@@ -29,6 +29,7 @@ from .bundle import (
     read_bundle,
     read_card,
     resolve_dir,
+    verify_files,
 )
 from .features.extractor_graphs import ExtractorPair
 from .features.steps import Step, StepSpec
@@ -117,18 +118,19 @@ class ModelDir:
         check("threads", threads)
         self.path = resolve_dir(path)
         window_file = WINDOW_CHECKPOINT if backend == "torch" else WINDOW_GRAPHS[precision]
-        if backend == "torch" and WINDOW_CHECKPOINT not in read_card(self.path).files:
+        card = read_card(self.path)
+        if backend == "torch" and WINDOW_CHECKPOINT not in card.files:
             raise MissingFileError(
                 self.path / WINDOW_CHECKPOINT,
                 "the torch backend runs the checkpoint beside the graphs, and this model "
                 "directory has none; export it with `python -m export --checkpoint LOCO.pt`",
             )
-        card = read_card(self.path)
         steps = use_step_graph and backend != "torch" and STEP_GRAPH in card.files
         if backend == "tensorrt":  # engines built before the step graph existed: windows
             steps = steps and (self.path / STEP_GRAPH).with_suffix(".engine").is_file()
         # StepExtractors verifies its own two graphs
-        self.card = read_bundle(self.path, [window_file] + ([STEP_GRAPH] if steps else []))
+        verify_files(self.path, card, [window_file] + ([STEP_GRAPH] if steps else []))
+        self.card = card
         self.extractors = StepExtractors(self.path, backend, threads)
         self.step_graph: Backend | None = None
         self._offline_graph: Backend | None = None
@@ -155,7 +157,7 @@ class ModelDir:
         if self.step_graph is None or OFFLINE_STEP_GRAPH not in self.card.files:
             return self.step_graph
         if self._offline_graph is None:
-            read_bundle(self.path, [OFFLINE_STEP_GRAPH])
+            verify_files(self.path, self.card, [OFFLINE_STEP_GRAPH])
             self._offline_graph = _open_graph(self.path / OFFLINE_STEP_GRAPH, *self._opens)
         return self._offline_graph
 

@@ -24,6 +24,8 @@ from `step_flags`. Shapes are static: the graph exports as it is.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -39,6 +41,13 @@ def _shift(buffer: torch.Tensor, fresh: torch.Tensor, shift: int | torch.Tensor)
         return torch.cat([buffer[:, shift : shift + keep], fresh], dim=1)
     settled = torch.where(shift > 0.5, buffer[:, 1 : 1 + keep], buffer[:, :keep])
     return torch.cat([settled, fresh], dim=1)
+
+
+def _shift_each(
+    buffers: Iterator[torch.Tensor], streams: list[torch.Tensor], shift: int | torch.Tensor
+) -> list[torch.Tensor]:
+    """`_shift` of the next buffer of ``buffers`` by each stream's changed rows, in order."""
+    return [_shift(next(buffers), stream, shift) for stream in streams]
 
 
 def _born(
@@ -97,12 +106,12 @@ class StepGraph(nn.Module):
         *state: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         model, plan, c = self.model, self.plan, self.model.config
-        state = list(state)
+        old = iter(state)  # the buffers in the order of `state_shapes`, taken as they are used
         new_state: list[torch.Tensor] = []
         hop = plan.hop
 
-        # --- level-0 validity: hop new steps
-        valid_0 = _born(state[self._valid_index(0)], valid, 1, hop)  # (1, V0)
+        # --- level-0 validity: hop new steps (its buffer comes later in the order)
+        valid_0 = _born(state[self._level_0_valid], valid, 1, hop)  # (1, V0)
 
         # --- standardised features -> encoders: `encoder_fresh` changed steps per stream
         inputs = []
@@ -111,21 +120,17 @@ class StepGraph(nn.Module):
         if c.uses_visual:
             inputs.append((visual, model.visual_standardiser, model.visual_encoder))
         encoded = []
-        for index, (features, standardiser, encoder) in enumerate(inputs):
+        mask = valid_0[:, -plan.feature_buffer :]
+        for features, standardiser, encoder in inputs:
             if standardiser is not None:
                 features = standardiser(features, valid)  # (1, hop, D_in)
-            buffer = _shift(state[index], features, hop)  # (1, feature_buffer, D_in)
+            buffer = _shift(next(old), features, hop)  # (1, feature_buffer, D_in)
             new_state.append(buffer)
-            mask = valid_0[:, -plan.feature_buffer :]
             encoded.append(encoder(buffer, mask, plan.encoder_fresh))  # (1, U_enc, D)
-        position = len(inputs)
 
         # --- LCC over the encoders' newest outputs
         if c.uses_lcc:
-            buffers = []
-            for stream in encoded:
-                buffers.append(_shift(state[position], stream, hop))  # (1, lcc_buffer, D)
-                position += 1
+            buffers = _shift_each(old, encoded, hop)  # (1, lcc_buffer, D) each
             new_state += buffers
             mask = valid_0[:, -plan.lcc_buffer :]
             audio_x, visual_x, _ = model.lcc(buffers[0], buffers[1], mask)
@@ -141,18 +146,13 @@ class StepGraph(nn.Module):
         for index, level in enumerate(plan.levels):
             static = level.stride <= hop  # a fixed number of new points per call
             shift: int | torch.Tensor = hop // level.stride if static else advance[index]
-            if index == 0:
-                level_valid = valid_0
-            else:
-                level_valid = _born(state[position], valid, level.stride, shift)
+            validity = next(old)  # level 0's was read first, for the encoders' masks
+            level_valid = _born(validity, valid, level.stride, shift) if index else valid_0
+            if index:
                 streams = self._down(index, previous_out, previous_valid, odd[index])
             new_state.append(level_valid)
-            position += 1
             blocks = model.pyramid.blocks[index]
-            cdp_in = []
-            for stream in streams:
-                cdp_in.append(_shift(state[position], stream, shift))  # (1, cdp_buffer, D)
-                position += 1
+            cdp_in = _shift_each(old, streams, shift)  # (1, cdp_buffer, D) each
             new_state += cdp_in
             mask = level_valid[:, -level.cdp_buffer :]
             contexts = cdp_in[::-1]
@@ -160,10 +160,7 @@ class StepGraph(nn.Module):
                 block(x, context, mask, level.out_fresh)
                 for block, x, context in zip(blocks, cdp_in, contexts, strict=True)
             ]
-            cdp_out = []
-            for stream in outs:
-                cdp_out.append(_shift(state[position], stream, shift))  # (1, out_buffer, D)
-                position += 1
+            cdp_out = _shift_each(old, outs, shift)  # (1, out_buffer, D) each
             new_state += cdp_out
             span = level.head_points + c.num_head_layers
             head_inputs.append(torch.cat([x[:, -span:] for x in cdp_out], dim=-1))
@@ -172,11 +169,10 @@ class StepGraph(nn.Module):
         scores, distances = self._heads(head_inputs, head_masks)
         return (scores, distances, *new_state)
 
-    def _valid_index(self, level: int) -> int:
-        """Position of level ``level``'s validity buffer in the state list."""
-        c = self.model.config
-        position = self.num_streams + (2 if c.uses_lcc else 0)
-        return position + level * (1 + 2 * self.num_streams)
+    @property
+    def _level_0_valid(self) -> int:
+        """Position of level 0's validity buffer in the state: after the features' and LCC's."""
+        return self.num_streams + (2 if self.model.config.uses_lcc else 0)
 
     def _down(
         self,

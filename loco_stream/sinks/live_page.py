@@ -12,6 +12,7 @@ connection). Only 127.0.0.1 unless ``allow_remote``: the page has no password.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import queue
@@ -122,10 +123,9 @@ class LivePage(Sink):
         """End a page's connection (the lock is held)."""
         client.dropped = True
         self._clients.discard(client)
-        try:
-            client.queue.put_nowait(None)  # wakes its handler
-        except queue.Full:
-            pass  # its handler sees ``dropped`` before it waits again
+        # wakes its handler; with its queue full, the handler sees ``dropped`` before it waits
+        with contextlib.suppress(queue.Full):
+            client.queue.put_nowait(None)
 
     def unsubscribe(self, client: _Client) -> None:
         with self._lock:
