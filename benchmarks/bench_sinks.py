@@ -2,11 +2,17 @@
 
     python benchmarks/bench_sinks.py [--copies 6] [--repeats 3]
 
-The clip is the demo scenario's 20-s clip (seed 334: two events; 112x112 at 16 fps, 16 kHz audio)
-played ``--copies`` times in a row (6: 120 s, 12 events, about a third of the time in an event),
-read as fast as it decodes. Each variant runs `loco_stream.cli.stream.main` in this process,
-``--repeats`` times; the CPU time is the process's (every thread: the evidence encoder, paho's
-and the webhook's threads included) over the run, model loading included, median of the runs:
+Two streams of ``--copies`` x 20 s (112x112 at 16 fps, 16 kHz audio), read as fast as they decode:
+
+- ``dense``: the demo scenario's 20-s clip (seed 334: two events) every time (6 copies: 120 s,
+  12 events, a third of the time in an event: with 2 s before and after, three quarters of the
+  stream goes into clips);
+- ``sparse``: that clip once, then the same scene without its events (clutter, backdrop and noise
+  only) for the other copies: two events in 120 s, as a camera that sees an event a minute.
+
+Each variant runs `loco_stream.cli.stream.main` in this process, ``--repeats`` times; the CPU time
+is the process's (every thread: the evidence encoder, paho's and the webhook's threads included)
+over the run, model loading included, median of the runs:
 
 - ``none``: ``--output`` only;
 - ``evidence``: ``--evidence DIR`` (a clip and a snapshot per event);
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import shutil
 import statistics
@@ -34,13 +41,19 @@ from loco_stream.synth import sample_scenario, write_clip  # noqa: E402
 from tests.test_sinks_support import MOSQUITTO, Broker, Receiver  # noqa: E402
 
 
-def long_clip(folder: Path, copies: int) -> Path:
-    """The 20-s demo clip ``copies`` times in a row (stream copy, no re-encoding)."""
-    one = folder / "one.mp4"
-    write_clip(sample_scenario(334, 0, 20.0, split="demo"), one)
+def long_clip(folder: Path, copies: int, sparse: bool) -> Path:
+    """The 20-s demo clip ``copies`` times in a row (stream copy, no re-encoding); ``sparse``:
+    the clip once, then its scene without events."""
+    scenario = sample_scenario(334, 0, 20.0, split="demo")
+    one, quiet = folder / "one.mp4", folder / "quiet.mp4"
+    write_clip(scenario, one)
+    clutter = scenario.sprites[: len(scenario.sprites) - len(scenario.visible)]
+    scene = dataclasses.replace(scenario, events=[], visible=[], audible=[], sprites=clutter)
+    write_clip(dataclasses.replace(scene, sounds=()), quiet)
+    parts = [one] + [quiet if sparse else one] * (copies - 1)
     listing = folder / "list.txt"
-    listing.write_text("".join(f"file '{one}'\n" for _ in range(copies)))
-    clip = folder / "long.mp4"
+    listing.write_text("".join(f"file '{part}'\n" for part in parts))
+    clip = folder / ("sparse.mp4" if sparse else "dense.mp4")
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
         + ["-c", "copy", str(clip)],
@@ -61,41 +74,42 @@ def cpu_seconds(args: list[str]) -> float:
 
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--copies", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=6, help="20-s copies per stream")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
     options = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_sinks_"))
-    clip = long_clip(folder, options.copies)
-    base = ["--input", str(clip), "--output", str(folder / "events.jsonl")]
-    evidence = ["--evidence", str(folder / "evidence")]
     receiver = Receiver().start()
-    sinks = evidence + ["--webhook", receiver.url, "--serve", "127.0.0.1:0"]
     broker = Broker(folder).start() if MOSQUITTO else None
+    evidence = ["--evidence", str(folder / "evidence")]
+    sinks = evidence + ["--webhook", receiver.url, "--serve", "127.0.0.1:0"]
     if broker is not None:
         sinks += ["--mqtt", f"127.0.0.1:{broker.port}"]
-    variants = {"none": base, "evidence": base + evidence, "all sinks": base + sinks}
+    runs: dict[tuple[str, str], list[float]] = {}
     try:
-        cpu_seconds(base)  # warm-up: caches, lazy imports
-        runs: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(options.repeats):
-            for name, args in variants.items():  # interleaved: the machine's load hits all
-                shutil.rmtree(folder / "evidence", ignore_errors=True)
-                runs[name].append(cpu_seconds(args))
+        for stream in ("dense", "sparse"):
+            clip = long_clip(folder, options.copies, sparse=stream == "sparse")
+            base = ["--input", str(clip), "--output", str(folder / "events.jsonl")]
+            variants = {"none": base, "evidence": base + evidence, "all sinks": base + sinks}
+            cpu_seconds(base)  # warm-up: caches, lazy imports
+            for _ in range(options.repeats):
+                for name, args in variants.items():  # interleaved: the machine's load hits all
+                    shutil.rmtree(folder / "evidence", ignore_errors=True)
+                    runs.setdefault((stream, name), []).append(cpu_seconds(args))
     finally:
         receiver.stop()
         if broker is not None:
             broker.stop()
     media = 20.0 * options.copies
-    none = statistics.median(runs["none"])
-    print(f"{media:.0f} s of media, {options.repeats} runs each (median; all runs in s)")
-    print("| variant | CPU s | CPU s per media s | vs none | runs |")
-    print("|---|---:|---:|---:|---|")
-    for name, seconds in runs.items():
+    print(f"{media:.0f} s of media a stream, {options.repeats} runs each (median; all runs in s)")
+    print("| stream | variant | CPU s | CPU s per media s | vs none | runs |")
+    print("|---|---|---:|---:|---:|---|")
+    for (stream, name), seconds in runs.items():
         median = statistics.median(seconds)
+        none = statistics.median(runs[(stream, "none")])
         shown = " ".join(f"{s:.2f}" for s in seconds)
         print(
-            f"| {name} | {median:.2f} | {median / media:.4f} | {100 * (median / none - 1):+.1f}% "
-            f"| {shown} |"
+            f"| {stream} | {name} | {median:.2f} | {median / media:.4f} "
+            f"| {100 * (median / none - 1):+.1f}% | {shown} |"
         )
 
 

@@ -1,16 +1,22 @@
 """Evidence that cannot be written is counted and warned about while detection goes on; the
-folder stays within its bound, oldest files first."""
+folder stays within its bound, oldest files first; a clip holds all its sound and its snapshot
+the frame asked for."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import av
+import cv2
+import numpy as np
 import pytest
 
 from loco_stream import Detector
 from loco_stream.sinks import EvidenceRecorder
+from loco_stream.sinks.clip import ClipWriter
 from loco_stream.sinks.retention import Retention
+from loco_stream.sources.base import AudioBlock, VideoFrame
 from loco_stream.synth import render_audio, render_frame
 from tests.test_stream_support import demo_scenario, real_model_dir
 
@@ -53,3 +59,34 @@ def test_the_folder_keeps_within_its_bound_deleting_the_oldest_first(tmp_path: P
         "cam-3.mp4",
     ]
     assert retention.deleted == 1 and retention.total == 900
+
+
+def test_a_clip_keeps_its_sound_across_gaps_and_its_snapshot_shows_the_moment_asked(
+    tmp_path: Path,
+) -> None:
+    """8 s of frames whose colour changes each second, and sound in blocks of 368 samples (as a
+    file source hands them out) with a 0.3-s gap: the clip's audio lasts the whole 8 s, and a
+    snapshot at 3.5 s shows second 3's colour."""
+    colours = [(40 * k % 256, 255 - 30 * k, 90) for k in range(8)]  # RGB per second
+    items: list = [
+        VideoFrame(k / FPS, np.full((64, 96, 3), colours[k // FPS], np.uint8))
+        for k in range(8 * FPS)
+    ]
+    block = 368
+    for k in range(8 * 16000 // block):
+        t = k * block / 16000
+        if not 4.0 <= t < 4.3:
+            tone = np.sin(2 * np.pi * 440 * (t + np.arange(block) / 16000)).astype(np.float32)
+            items.append(AudioBlock(t, 0.3 * tone, 16000))
+    writer = ClipWriter(tmp_path / "clip.mp4", 0.0)
+    for item in sorted(items, key=lambda item: item.t):
+        writer.add(item)
+    writer.close()
+    with av.open(str(writer.path)) as container:
+        audio = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(audio))
+    assert abs(samples / 16000 - 8.0) < 0.1, samples
+    writer.write_snapshot(3.5, tmp_path / "snapshot.jpg")
+    snapshot = cv2.imread(str(tmp_path / "snapshot.jpg"))  # BGR
+    seen = snapshot.reshape(-1, 3).mean(axis=0)[::-1]
+    assert np.abs(seen - colours[3]).max() < 12, (seen, colours[3])

@@ -1,12 +1,14 @@
 """An event's clip, an mp4 of H.264 video and AAC audio written as its items arrive, and the
-snapshot taken from it.
+snapshot taken from its frames.
 
 The clip is written under a ``.part`` name and renamed when complete, so a file under its final
 name is always whole. Items are held HOLD_SECONDS before they are encoded, so that a clip whose
 end becomes known late (an end record comes a few seconds after the event) still ends where it
 should: items past ``until`` are left out. Video is timed by each frame's stream time (variable
 frame rate, ms ticks); audio (16 kHz mono, as the sources hand it out) is laid on one track from
-the clip's begin: gaps are filled with silence, overlaps cut.
+the clip's begin: gaps are filled with silence, overlaps cut, and it is encoded in chunks of
+AUDIO_CHUNK_SECONDS (the AAC encoder's cost is mostly per call). The writer keeps at most
+MAX_STILLS of the clip's frames, evenly spread, for its snapshot: no decoding afterwards.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ GOP_SECONDS = 2.0  # a keyframe this often: a snapshot decodes at most this much
 NOMINAL_FPS = 16  # the rate given to the encoder; frames keep their own times
 JPEG_QUALITY = 85
 HOLD_SECONDS = 5.0  # items wait this long (of stream time) before they are encoded
+AUDIO_CHUNK_SECONDS = 0.5  # audio goes to the encoder in chunks this long
+MAX_STILLS = 32  # frames kept for the snapshot
+FIRST_STILL_SPACING = 0.125  # s between stills, doubled whenever MAX_STILLS would be exceeded
 
 
 class ClipWriter:
@@ -45,8 +50,12 @@ class ClipWriter:
         self._audio: av.AudioStream | None = None
         self._size: tuple[int, int] | None = None  # (W, H) of the clip, both even
         self._last_pts = -1  # ms of the last frame written
-        self._next_sample = 0  # audio samples written (from begin)
+        self._next_sample = 0  # audio samples encoded or pending (from begin)
+        self._pending_audio: list[np.ndarray] = []  # (n,) float32 each, not yet encoded
+        self._pending_samples = 0
         self._held: deque[Item] = deque()  # items not yet encoded, oldest first
+        self._stills: list[tuple[float, np.ndarray]] = []  # (s into the clip, RGB image)
+        self._still_spacing = FIRST_STILL_SPACING
 
     def add(self, item: Item, until: float = math.inf) -> None:
         """Take one frame or audio block; encode those held HOLD_SECONDS behind it that lie
@@ -62,11 +71,25 @@ class ClipWriter:
             self._encode(self._held.popleft(), until)
         if self._container is None:
             raise OSError("no video frame reached the clip")
+        self._flush_audio()
         for stream in (self._video, self._audio):
             self._mux(stream.encode())
         self._container.close()
         self._container = None
         os.replace(self.partial, self.path)
+
+    def write_snapshot(self, at: float, path: Path) -> None:
+        """Save the kept frame nearest ``at`` seconds into the clip as a JPEG at ``path``."""
+        if not self._stills:
+            raise OSError(f"no frame in {self.path.name}")
+        _, image = min(self._stills, key=lambda still: abs(still[0] - at))
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise OSError("the JPEG encoder failed")
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(jpeg.tobytes())
+        os.replace(partial, path)
 
     def abort(self) -> None:
         """Drop the clip (a failure): close what is open, delete the partial file."""
@@ -124,6 +147,17 @@ class ClipWriter:
         self._mux(self._video.encode(picture))
         self._last_pts = pts
         self.frames += 1
+        self._keep_still(pts / 1000, image)
+
+    def _keep_still(self, at: float, image: np.ndarray) -> None:
+        """Keep ``image`` if it lies a spacing past the last still; thin the stills to every
+        other one (and double the spacing) when there are too many."""
+        if self._stills and at - self._stills[-1][0] < self._still_spacing:
+            return
+        self._stills.append((at, image))
+        if len(self._stills) > MAX_STILLS:
+            self._stills = self._stills[::2]
+            self._still_spacing *= 2
 
     def _add_audio(self, block: AudioBlock) -> None:
         rate = block.sample_rate
@@ -136,36 +170,26 @@ class ClipWriter:
             first = self._next_sample
         if not len(samples):
             return
-        silence = np.zeros(first - self._next_sample, np.float32)  # a gap
-        mono = np.concatenate([silence, samples.astype(np.float32)])[None]  # (1, N)
+        if first > self._next_sample:  # a gap
+            self._pending_audio.append(np.zeros(first - self._next_sample, np.float32))
+        self._pending_audio.append(samples.astype(np.float32))
+        self._pending_samples += first - self._next_sample + len(samples)
+        self._next_sample = first + len(samples)
+        if self._pending_samples >= AUDIO_CHUNK_SECONDS * rate:
+            self._flush_audio()
+
+    def _flush_audio(self) -> None:
+        """Encode the pending audio as one frame."""
+        if not self._pending_samples:
+            return
+        mono = np.concatenate(self._pending_audio)[None]  # (1, N)
         sound = av.AudioFrame.from_ndarray(mono, format="flt", layout="mono")
-        sound.sample_rate, sound.pts = rate, self._next_sample
-        sound.time_base = fractions.Fraction(1, rate)
+        sound.sample_rate = TARGET_SAMPLE_RATE
+        sound.pts = self._next_sample - self._pending_samples
+        sound.time_base = fractions.Fraction(1, TARGET_SAMPLE_RATE)
         self._mux(self._audio.encode(sound))
-        self._next_sample += mono.shape[1]
+        self._pending_audio, self._pending_samples = [], 0
 
     def _mux(self, packets: list[av.Packet]) -> None:
         for packet in packets:
             self._container.mux(packet)
-
-
-def write_snapshot(clip: Path, at: float, path: Path) -> None:
-    """Save the clip's frame nearest ``at`` seconds into it as a JPEG at ``path``."""
-    best: np.ndarray | None = None
-    with av.open(str(clip)) as container:
-        video = container.streams.video[0]
-        container.seek(max(0, round(at / video.time_base)), stream=video, backward=True)
-        distance = float("inf")
-        for frame in container.decode(video):
-            gap = abs(float(frame.time) - at)
-            if gap > distance:
-                break
-            best, distance = frame.to_ndarray(format="bgr24"), gap
-    if best is None:
-        raise OSError(f"no frame in {clip.name}")
-    ok, jpeg = cv2.imencode(".jpg", best, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise OSError("the JPEG encoder failed")
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(jpeg.tobytes())
-    os.replace(partial, path)

@@ -8,8 +8,9 @@
               with the files written, at the stream time the clip was done) is queued for
               `take_updates`
 
-The snapshot is the clip's frame in the middle of the event: records carry one score each, not
-a score per moment, so the middle stands for the event's best moment. Encoding runs on one
+The snapshot is the clip's frame (of the stills its writer keeps) nearest the middle of the
+event: records carry one score each, not a score per moment, so the middle stands for the event's
+best moment. Encoding runs on one
 worker thread; the stream's thread only copies items into the ring and queues them for clips (at
 most MAX_QUEUED_ITEMS waiting: beyond that they are left out of clips and counted). A failure
 (a full disk, a folder that went away) is counted, warned about once per kind, and never stops
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from ..sources.base import AudioBlock, Item
 from .base import Sink, SinkError, log
-from .clip import ClipWriter, write_snapshot
+from .clip import ClipWriter
 from .media_ring import MediaRing
 from .retention import Retention
 
@@ -262,7 +263,7 @@ class EvidenceRecorder(Sink):
         middle = (record["start"] + record["end"]) / 2 - clip.begin
         snapshot = self.folder / clip.names["snapshot"]
         try:
-            write_snapshot(writer.path, max(0.0, middle), snapshot)
+            writer.write_snapshot(max(0.0, middle), snapshot)
         except Exception as error:
             self._failed(clip, error)
         else:
