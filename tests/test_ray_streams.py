@@ -16,7 +16,8 @@ import pytest
 from loco_stream.cli.detect import main as detect_main
 from loco_stream.cli.stream import main as stream_main
 from loco_stream.offline import WORKER_DIED, ClipResult, ModelSpec, _ray_outcomes
-from loco_stream.stream.multi import MultiStreamEngine, StreamEvent, StreamSpec
+from loco_stream.stream.lane import StreamEvent, StreamSpec
+from loco_stream.stream.multi import MultiStreamEngine
 from loco_stream.stream.ray_cluster import (
     INSTALL_HINT,
     RayStreams,

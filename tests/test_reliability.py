@@ -29,7 +29,7 @@ from loco_stream.sources.demo import DemoSource
 from loco_stream.sources.file import FileSource
 from loco_stream.stream import output
 from loco_stream.stream.detector import Detector
-from loco_stream.stream.multi import StreamEvent
+from loco_stream.stream.lane import StreamEvent
 from loco_stream.stream.multi_detector import MultiDetector
 from loco_stream.stream.stitch import Event, StitchConfig, Stitcher
 from tests.media import make_clip

@@ -62,7 +62,8 @@ from loco_stream.sources.base import Item, VideoFrame
 from loco_stream.sources.demo import DemoSource
 from loco_stream.sources.file import input_file_problem
 from loco_stream.stream.engine import StreamEngine
-from loco_stream.stream.multi import MultiStreamEngine, StreamEvent, StreamReport, StreamSpec
+from loco_stream.stream.lane import StreamEvent, StreamReport, StreamSpec
+from loco_stream.stream.multi import MultiStreamEngine
 from loco_stream.stream.output import (
     JsonlWriter,
     OutputFailed,

@@ -3,12 +3,8 @@
 from loco_stream.stream.batched import BatchedModel
 from loco_stream.stream.detector import Detector
 from loco_stream.stream.engine import StreamEngine, StreamStats
-from loco_stream.stream.multi import (
-    MultiStreamEngine,
-    StreamEvent,
-    StreamReport,
-    StreamSpec,
-)
+from loco_stream.stream.lane import StreamEvent, StreamReport, StreamSpec
+from loco_stream.stream.multi import MultiStreamEngine
 from loco_stream.stream.multi_detector import MultiDetector
 from loco_stream.stream.output import JsonlWriter, event_line
 from loco_stream.stream.ring_buffer import FeatureRing

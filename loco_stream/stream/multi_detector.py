@@ -29,7 +29,8 @@ from ..sources.base import TARGET_SAMPLE_RATE
 from .callbacks import GuardedCallback
 from .detector import Detector
 from .engine import StreamStats
-from .multi import MultiStreamEngine, StreamEvent
+from .lane import StreamEvent
+from .multi import MultiStreamEngine
 from .stitch import DEFAULT_THRESHOLD, Event
 
 

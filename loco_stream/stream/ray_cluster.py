@@ -19,7 +19,7 @@ written is always the stream's records 0..n-1, each once, in order.
 **An actor that dies** (killed, its process crashed, its node lost) is detected at the driver's
 next poll (every ``POLL_SECONDS``) and replaced at once by a new actor for the streams of its
 group that had not ended, each resumed with ``skip_records`` = the records handed out so far
-and ``resume_at`` = the stream time of the last one (`multi.StreamSpec`): a file is read again
+and ``resume_at`` = the stream time of the last one (`lane.StreamSpec`): a file is read again
 from its beginning, computes the same records (they depend neither on timing nor on batching)
 and drops the ones already written; a paced file catches up unpaced to where its output ended.
 With the numbering check above, nothing is repeated and nothing is lost (tested with
@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from .engine import StreamStats
-from .multi import MultiStreamEngine, StreamEvent, StreamReport, StreamSpec
+from .lane import StreamEvent, StreamReport, StreamSpec
+from .multi import MultiStreamEngine
 
 POLL_SECONDS = 0.2  # how long a poll of an actor waits for output
 MAX_RESTARTS = 3  # actor deaths in a row, without output between them, before a group gives up

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .multi import StreamSpec
+from .lane import StreamSpec
 from .stitch import DEFAULT_THRESHOLD
 
 KEYS = ("name", "file", "camera", "microphone", "threshold", "realtime", "reconnect")
