@@ -475,7 +475,7 @@ def test_the_readme_multi_detector_example_is_the_readme_s_and_finds_the_events(
     capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert README_SNIPPET in (Path(__file__).parents[1] / "README.md").read_text()
+    assert README_SNIPPET in (Path(__file__).parents[1] / "docs" / "many_streams.md").read_text()
     real = real_model_dir(tmp_path_factory)
     import loco_stream.stream.batched as module
 
@@ -484,7 +484,7 @@ def test_the_readme_multi_detector_example_is_the_readme_s_and_finds_the_events(
             super().__init__(real if path is None else path, *args)
 
     monkeypatch.setattr(module, "ModelDir", FixtureModel)
-    exec(compile(README_SNIPPET, "README.md", "exec"), {})
+    exec(compile(README_SNIPPET, "docs/many_streams.md", "exec"), {})
     ends: dict[str, list[tuple[float, float]]] = {"door": [], "hall": []}
     for line in capsys.readouterr().out.splitlines():
         words = line.split(" ")

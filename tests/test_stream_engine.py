@@ -263,7 +263,7 @@ def test_the_readme_detector_example_runs_and_finds_the_events(
             super().__init__(real.path if path is None else path, *args)
 
     monkeypatch.setattr(detector_module, "ModelDir", FixtureModel)
-    exec(compile(README_SNIPPET, "README.md", "exec"), {})
+    exec(compile(README_SNIPPET, "docs/embedding.md", "exec"), {})
     printed = [line.split(" ") for line in capsys.readouterr().out.splitlines()]
     starts = [words[1] for words in printed if words[0] == "start"]
     ends = [
@@ -278,7 +278,8 @@ def test_the_readme_detector_example_runs_and_finds_the_events(
 
 
 def test_the_readme_holds_the_detector_example() -> None:
-    assert README_SNIPPET in (ROOT / "README.md").read_text(), "paste the snippet into README.md"
+    page = ROOT / "docs" / "embedding.md"
+    assert README_SNIPPET in page.read_text(), "paste the snippet into docs/embedding.md"
 
 
 def test_detector_pushes_from_two_threads_and_resamples(tiny: ModelDir) -> None:
