@@ -169,14 +169,15 @@ def test_the_runnable_blocks_run(tmp_path_factory: pytest.TempPathFactory) -> No
 
 # ---- the options the pages show ----
 
+SCRIPTS = Path(sys.executable).parent  # where pip installed the package's commands
 COMMANDS = {  # a command as the pages write it: how to ask it for --help
-    "loco-stream": ["-m", "loco_stream.cli.stream"],
-    "loco-detect": ["-m", "loco_stream.cli.detect"],
-    "loco-eval": ["-m", "loco_stream.cli.eval"],
-    "loco-synth": ["-m", "loco_stream.cli.synth"],
-    "loco-train": ["-m", "train.pipeline"],
-    "python -m export": ["-m", "export"],
-    "python export/to_trt.py": ["export/to_trt.py"],
+    "loco-stream": [str(SCRIPTS / "loco-stream")],
+    "loco-detect": [str(SCRIPTS / "loco-detect")],
+    "loco-eval": [str(SCRIPTS / "loco-eval")],
+    "loco-synth": [str(SCRIPTS / "loco-synth")],
+    "loco-train": [str(SCRIPTS / "loco-train")],
+    "python -m export": [sys.executable, "-m", "export"],
+    "python export/to_trt.py": [sys.executable, "export/to_trt.py"],
 }
 COMMAND = re.compile(r"(?<![\w/.-])(" + "|".join(re.escape(c) for c in COMMANDS) + r")(?![\w-])")
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -220,7 +221,7 @@ def test_every_option_shown_exists() -> None:
     assert {"loco-stream", "loco-detect", "loco-train", "python -m export"} <= set(shown)
     running = {
         command: subprocess.Popen(
-            [sys.executable, *COMMANDS[command], "--help"],
+            [*COMMANDS[command], "--help"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
