@@ -4,7 +4,7 @@ A window sees the last T steps, [window_start, now]. Its candidates (decoded, so
 stream seconds) are what the model believes *now*: without right context it often places the end
 of an ongoing event early (about 1 s before "now", steadily, window after window), and when the
 window is full its left edge cuts the start of an event that began before it. The rules below hold
-for that (the values in `StitchConfig` were chosen by replaying recorded windows, see the README):
+for that (the values in `StitchConfig` were chosen by replaying windows: docs/stitching.md):
 
 - **One candidate per event and window.** Candidates are taken best first; one whose span is at
   least ``absorb_overlap`` covered by better candidates of its class (soft-NMS keeps such
