@@ -18,7 +18,7 @@ from loco_stream.sources import FileSource
 from loco_stream.sources.base import AudioBlock, Item, MediaSource, VideoFrame
 from loco_stream.sources.demo import DemoSource
 from loco_stream.stream.detector import Detector
-from loco_stream.stream.engine import StreamEngine
+from loco_stream.stream.engine import StreamEngine, StreamStats
 from loco_stream.stream.output import JsonlWriter
 from loco_stream.stream.stitch import Event, StitchConfig
 from loco_stream.synth import write_clip
@@ -381,3 +381,16 @@ def test_stats_split_the_compute_time_between_extractors_and_window(
     assert 0 < stats.extract_seconds and 0 < stats.window_seconds
     assert stats.extract_seconds + stats.window_seconds <= stats.compute_seconds
     assert "ms a step, window" in stats.line() and "extract_seconds" in stats.to_record(8.0)
+
+
+def test_the_stats_line_says_the_speed_in_words() -> None:
+    paced = StreamStats(media_seconds=60.0, wall_seconds=60.1, compute_seconds=3.7).line()
+    assert paced.startswith(
+        "stats: 60.0 s of media in 60.1 s, of which detecting took 3.7 s (16x faster than real "
+        "time); "
+    )
+    assert "factor" not in paced and "wall" not in paced
+    slow = StreamStats(media_seconds=2.0, compute_seconds=3.0).line()
+    assert slow.startswith(
+        "stats: 2.0 s of media, detecting took 3.0 s (1.5x slower than real time)"
+    )
