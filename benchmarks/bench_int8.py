@@ -27,10 +27,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from export.quantize import feature_windows  # noqa: E402
-from loco_stream.cli.detect import detect_clip  # noqa: E402
 from loco_stream.evaluation import evaluate, load_ground_truth, load_predictions  # noqa: E402
 from loco_stream.features.media import extract_file  # noqa: E402
 from loco_stream.model_dir import ModelDir  # noqa: E402
+from loco_stream.offline import detect_clip  # noqa: E402
 
 PRECISIONS = ("fp32", "int8")
 

@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loco_stream.cli.detect import detect_clip  # noqa: E402
 from loco_stream.evaluation import Predictions, evaluate, load_ground_truth  # noqa: E402
 from loco_stream.model_dir import ModelDir  # noqa: E402
+from loco_stream.offline import detect_clip  # noqa: E402
 from loco_stream.sources import FileSource  # noqa: E402
 from loco_stream.stream.engine import StreamEngine  # noqa: E402
 from loco_stream.stream.stitch import Event, StitchConfig  # noqa: E402

@@ -12,9 +12,9 @@ import pytest
 
 from export.trt_readiness import check_trt_readiness
 from loco_stream.bundle import DEFAULT_MODEL_DIR
-from loco_stream.cli.detect import detect_clip
 from loco_stream.evaluation import evaluate, load_predictions
 from loco_stream.model_dir import ModelDir
+from loco_stream.offline import detect_clip
 from loco_stream.synth import sample_scenario, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]

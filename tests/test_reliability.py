@@ -21,6 +21,7 @@ import pytest
 
 from loco_stream.bundle import CARD, DEFAULT_MODEL_DIR, ModelDirError, read_card
 from loco_stream.cli import detect as detect_cli
+from loco_stream.cli import detect_run
 from loco_stream.cli import stream as stream_cli
 from loco_stream.config import ConfigError, ModelConfig, load_config
 from loco_stream.limits import LimitError, check
@@ -130,7 +131,7 @@ def test_loco_detect_on_a_full_disk_keeps_the_earlier_file(
     def full(path: Path, data: dict) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) + ".tmp")
 
-    monkeypatch.setattr(detect_cli, "write_json_atomically", full)
+    monkeypatch.setattr(detect_run, "write_json_atomically", full)
     status = detect_cli.main([str(clip), "--model", str(tiny_dir), "--output", str(results)])
     err = capsys.readouterr().err
     assert status == 1 and "No space left on device" in err and "Traceback" not in err

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from loco_stream.limits import LimitError, check
-from loco_stream.synth.writer import ANNOTATIONS, generate_dataset, read_annotations
 
 SPLIT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # split names become part of file names
 
@@ -24,9 +23,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument("--videos", required=True, type=int, metavar="N", help="clips to render")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="dataset seed (>= 0)")
-    parser.add_argument("--split", default="train", metavar="NAME", help="subset name (train)")
-    parser.add_argument("--workers", type=int, default=1, metavar="K", help="processes (1)")
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="dataset seed, >= 0 (default: 0)"
+    )
+    parser.add_argument(
+        "--split", default="train", metavar="NAME", help="subset name (default: train)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="processes rendering at once (default: 1)",
+    )
     parser.add_argument(
         "--duration",
         type=float,
@@ -37,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run loco-synth; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -50,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--duration must be between 1 and 600 s, got {args.duration}")
     if not SPLIT_PATTERN.fullmatch(args.split):
         parser.error(f"--split must be letters, digits and '-', got {args.split!r}")
+    from loco_stream.synth.writer import (  # PyAV, OpenCV: once the arguments hold
+        ANNOTATIONS,
+        generate_dataset,
+        read_annotations,
+    )
+
     began = time.perf_counter()
     try:
         ids = generate_dataset(
