@@ -15,6 +15,9 @@ from loco_stream.features.steps import StepSpec
 from loco_stream.synth.classes import NUM_CLASSES
 from loco_stream.synth.scenario import intersect
 from train import background as bg
+from train import background_sources as sources
+from train.background_plan import MAX_CLIP, MIN_CLIP, PICTURES, SOUNDS, SPLITS, ClipPlan, plan_split
+from train.background_scenes import synthetic_scene
 
 pytestmark = pytest.mark.slow  # renders about two minutes of media
 
@@ -24,7 +27,7 @@ SPEC = StepSpec()  # the shipped model's steps: 0.25 s, 16 kHz audio, 4 frames o
 
 def _missing_tools() -> list[str]:
     tools = [t for t in ("espeak-ng", "fluidsynth") if shutil.which(t) is None]
-    return tools + [str(p) for p in (bg.SOUNDFONT, bg.SOUND_THEME) if not p.exists()]
+    return tools + [str(p) for p in (sources.SOUNDFONT, sources.SOUND_THEME) if not p.exists()]
 
 
 if _missing_tools():
@@ -43,7 +46,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def every_kind(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[bg.ClipPlan]]:
+def every_kind(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ClipPlan]]:
     """One short clip of each picture kind, together holding each kind of sound."""
     out = tmp_path_factory.mktemp("kinds")
     pairs = [
@@ -55,9 +58,9 @@ def every_kind(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[bg.
     ]
     plans = []
     for i, (picture, sound) in enumerate(pairs):
-        split = bg.SPLITS[i % 2]
+        split = SPLITS[i % 2]
         (out / split).mkdir(exist_ok=True)
-        plan = bg.ClipPlan(
+        plan = ClipPlan(
             file=f"{split}/kind_{i}.mp4",
             split=split,
             index=100 + i,
@@ -94,13 +97,13 @@ def test_clips_decode_with_both_streams_and_right_durations(built: tuple[Path, d
     out, metadata = built
     clips = metadata["clips"]
     assert json.loads((out / bg.METADATA).read_text()) == metadata
-    assert {c["split"] for c in clips} == set(bg.SPLITS)
+    assert {c["split"] for c in clips} == set(SPLITS)
     for split, minutes in (("train", 1.5), ("heldout", 0.6)):
         total = sum(c["seconds"] for c in clips if c["split"] == split)
         assert abs(total - 60 * minutes) < 1.0, (split, total)
     for clip in clips:
         path = out / clip["file"]
-        assert bg.MIN_CLIP - 0.1 <= clip["seconds"] <= bg.MAX_CLIP
+        assert MIN_CLIP - 0.1 <= clip["seconds"] <= MAX_CLIP
         frames, samples, rate, channels = _decode(path)
         assert frames == round(clip["seconds"] * clip["fps"])
         assert (rate, channels) == (clip["sample_rate"], clip["channels"])
@@ -117,16 +120,16 @@ def test_formats_vary_like_uploads(built: tuple[Path, dict]) -> None:
     assert len({c["sample_rate"] for c in clips}) == 3
     assert len({c["channels"] for c in clips}) == 2
     assert {(c["picture"], c["sound"][0]) for c in clips} >= {("grey", "silence")}
-    plans = bg.plan_split("heldout", 20.0, SEED)  # 30 clips or more: no format goes with one other
+    plans = plan_split("heldout", 20.0, SEED)  # 30 clips or more: no format goes with one other
     assert len({(p.fps, p.sample_rate) for p in plans}) == 9
     assert len({(p.width, p.channels) for p in plans}) == 4
-    assert len({(p.picture, p.sound[0]) for p in plans}) == len(bg.PICTURES) * len(bg.SOUNDS)
+    assert len({(p.picture, p.sound[0]) for p in plans}) == len(PICTURES) * len(SOUNDS)
 
 
 def test_grey_silence_is_still_and_silent(built: tuple[Path, dict]) -> None:
     out, metadata = built
     grey = [c for c in metadata["clips"] if c["picture"] == "grey" and c["sound"] == ["silence"]]
-    assert {c["split"] for c in grey} == set(bg.SPLITS)  # first clip of each split
+    assert {c["split"] for c in grey} == set(SPLITS)  # first clip of each split
     steps = _steps(out / grey[0]["file"])
     assert max(float(np.abs(s.audio).max()) for s in steps) < 1e-3
     pictures = np.stack([s.frames for s in steps]).astype(int)
@@ -134,7 +137,7 @@ def test_grey_silence_is_still_and_silent(built: tuple[Path, dict]) -> None:
     assert np.ptp(pictures[0]) <= 4  # grey: one level
 
 
-def test_every_kind_renders_with_sources(every_kind: tuple[Path, list[bg.ClipPlan]]) -> None:
+def test_every_kind_renders_with_sources(every_kind: tuple[Path, list[ClipPlan]]) -> None:
     out, plans = every_kind
     for plan in plans:
         steps = _steps(out / plan.file)
@@ -158,26 +161,26 @@ def test_every_kind_renders_with_sources(every_kind: tuple[Path, list[bg.ClipPla
 
 
 def test_heldout_sources_are_disjoint_from_train(
-    built: tuple[Path, dict], every_kind: tuple[Path, list[bg.ClipPlan]]
+    built: tuple[Path, dict], every_kind: tuple[Path, list[ClipPlan]]
 ) -> None:
     records = built[1]["clips"] + [vars(p) for p in every_kind[1]]
-    used = {s: {i for r in records if r["split"] == s for i in r["sources"]} for s in bg.SPLITS}
+    used = {s: {i for r in records if r["split"] == s for i in r["sources"]} for s in SPLITS}
     assert used["train"] and used["heldout"]
     assert not used["train"] & used["heldout"]
     pools = (
-        bg.CLIPS,
-        bg.PHOTOS,
-        bg.VOICES,
-        bg.SENTENCE_IDS,
-        bg.PROGRAMS,
-        {s: bg.theme_files(s) for s in bg.SPLITS},
+        sources.CLIPS,
+        sources.PHOTOS,
+        sources.VOICES,
+        sources.SENTENCE_IDS,
+        sources.PROGRAMS,
+        {s: sources.theme_files(s) for s in SPLITS},
     )
     for pool in pools:
         assert pool["train"] and pool["heldout"] and not set(pool["train"]) & set(pool["heldout"])
 
 
 def test_synthetic_scenes_hold_no_audio_visual_event(
-    built: tuple[Path, dict], every_kind: tuple[Path, list[bg.ClipPlan]]
+    built: tuple[Path, dict], every_kind: tuple[Path, list[ClipPlan]]
 ) -> None:
     records = built[1]["clips"] + [vars(p) for p in every_kind[1]]
     scenes = [r for r in records if r["synthetic"]]
@@ -190,7 +193,7 @@ def test_synthetic_scenes_hold_no_audio_visual_event(
         assert bool(scene["sounded_classes"]) <= ("synth" in record["sound"])
     # the generator itself, over many scenes with class shapes and class tones both on
     for index in range(300):
-        scene = bg.synthetic_scene(SEED, bg.SPLITS[index % 2], index, 30.0, True, True)
+        scene = synthetic_scene(SEED, SPLITS[index % 2], index, 30.0, True, True)
         shown = {s.label_id for s in scene.sprites if s.label_id >= 0}
         heard = {s.label_id for s in scene.sounds}
         assert shown and heard and not shown & heard
@@ -201,7 +204,7 @@ def test_synthetic_scenes_hold_no_audio_visual_event(
 
 def test_deterministic_per_seed(tmp_path: Path, built: tuple[Path, dict]) -> None:
     out, metadata = built
-    plans = bg.plan_split("train", 1.5, SEED)
+    plans = plan_split("train", 1.5, SEED)
     assert [p.seconds for p in plans] == [
         c["seconds"] for c in metadata["clips"] if c["split"] == "train"
     ]
@@ -211,7 +214,7 @@ def test_deterministic_per_seed(tmp_path: Path, built: tuple[Path, dict]) -> Non
         record = next(c for c in metadata["clips"] if c["file"] == plan.file)
         assert again.sources == record["sources"]
         assert (tmp_path / plan.file).read_bytes() == (out / plan.file).read_bytes()
-    other = bg.plan_split("train", 1.5, SEED + 1)
+    other = plan_split("train", 1.5, SEED + 1)
     assert [p.seconds for p in other] != [p.seconds for p in plans]
 
 
@@ -220,7 +223,7 @@ def test_bad_input_fails_with_one_clear_line(
 ) -> None:
     assert bg.main(["--out", str(tmp_path), "--train-minutes", "0"]) == 1
     assert "must be above 0" in capsys.readouterr().err
-    monkeypatch.setattr(bg, "SOUND_THEME", tmp_path / "nothing")
+    monkeypatch.setattr(sources, "SOUND_THEME", tmp_path / "nothing")
     assert bg.main(["--out", str(tmp_path)]) == 1
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "apt-get install sound-theme-freedesktop" in error

@@ -101,7 +101,7 @@ def test_bad_inputs_fail_early_with_one_message(
 
 
 def test_validation_is_held_out_keeping_every_class_in_train(tmp_path: Path) -> None:
-    from train.pipeline import hold_out_validation
+    from train.input_check import hold_out_validation
 
     database = {
         f"v{i}": entry("train", 10.0, (1, 2, "rare" if i == 0 else "common")) for i in range(20)
@@ -113,7 +113,7 @@ def test_validation_is_held_out_keeping_every_class_in_train(tmp_path: Path) -> 
 
 
 def test_a_rerun_on_other_inputs_is_refused(tmp_path: Path, small_videos: Path, capsys) -> None:
-    from train.pipeline import Progress
+    from train.stage_progress import Progress
 
     (tmp_path / "m.work").mkdir()
     Progress(tmp_path / "m.work", "aaaa", "bbbb").finish("check", 1.0, "done")
@@ -122,7 +122,7 @@ def test_a_rerun_on_other_inputs_is_refused(tmp_path: Path, small_videos: Path, 
 
 
 def test_other_training_settings_redo_only_the_loco_stages(tmp_path: Path) -> None:
-    from train.pipeline import STAGES, Progress
+    from train.stage_progress import STAGES, Progress
 
     first = Progress(tmp_path, "data", "20 epochs")
     for stage in STAGES:

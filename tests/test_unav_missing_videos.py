@@ -12,8 +12,11 @@ from media import make_clip
 
 pytest.importorskip("torch")
 
-import train.pipeline as pipeline  # noqa: E402
-from train.pipeline import InputError, Settings, check_inputs, main, video_files  # noqa: E402
+import train.stages as stages  # noqa: E402
+from train.input_check import check_inputs, video_files  # noqa: E402
+from train.pipeline import main  # noqa: E402
+from train.run_settings import InputError, Settings  # noqa: E402
+from train.stage_progress import data_fingerprint  # noqa: E402
 
 # UnAV-100's 100 classes with ids that are not the sorted names' order
 NAMES = [f"class {(37 * i) % 100:02d}" for i in range(100)]
@@ -163,8 +166,8 @@ def test_without_a_validation_video_a_share_of_train_is_held_out(
 
 def test_the_option_changes_the_data_fingerprint(tmp_path: Path, clips: Path) -> None:
     videos, annotations = inputs(tmp_path, clips, unav_database())
-    plain = pipeline.data_fingerprint(settings(videos, annotations, tmp_path, skip=False))
-    skipping = pipeline.data_fingerprint(settings(videos, annotations, tmp_path, skip=True))
+    plain = data_fingerprint(settings(videos, annotations, tmp_path, skip=False))
+    skipping = data_fingerprint(settings(videos, annotations, tmp_path, skip=True))
     assert plain != skipping
 
 
@@ -178,7 +181,7 @@ def test_loco_train_gets_past_the_check_stage(
     def stop(*args, **kwargs):
         raise StopAfterCheck("stopped after the check stage")
 
-    monkeypatch.setattr(pipeline, "make_extractors", stop)
+    monkeypatch.setattr(stages, "make_extractors", stop)
     videos, annotations = inputs(tmp_path, clips, unav_database())
     argv = [
         "--videos",

@@ -9,7 +9,7 @@
 2. render the real background media set (``train.background``): event-free clips of real
    pictures and sounds, whose ``train`` half are negatives and ``heldout`` half is kept for
    ``benchmarks/bench_background.py``;
-3. ``loco-train``'s six stages (``train/pipeline.py``) on the benchmark with the background
+3. ``loco-train``'s six stages (``train/stages.py``) on the benchmark with the background
    negatives: the trainable extractors (each modality learns the classes present in a step from
    the generator's own visible / audible records, and nothing from the background), features,
    LoCo (``configs/edge.yaml`` with online crops), the test-split score, the exported and
@@ -30,7 +30,8 @@ from loco_stream.synth import generate_dataset
 from loco_stream.synth.scenario import dataset_prefix
 
 from . import background
-from .pipeline import FAILURES, Settings, run_and_report
+from .pipeline import FAILURES, run_and_report
+from .run_settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"train": 1, "validation": 2, "test": 3}  # split -> generator seed

@@ -148,7 +148,7 @@ def sample_scenario(
     event_classes = _place_events(rng, timeline)
     _place_distractors(rng, timeline, event_classes)
     visible, audible = timeline.intervals()
-    sprites = tuple(_clutter(rng, duration)) + tuple(_class_sprite(rng, *iv) for iv in visible)
+    sprites = tuple(_clutter(rng, duration)) + tuple(class_sprite(rng, *iv) for iv in visible)
     sounds = tuple(class_sound(rng, *iv) for iv in audible)
     return Scenario(
         video_id=f"{dataset_prefix(seed, split)}{index:05d}",
@@ -309,8 +309,10 @@ def _sprite(
     colour: tuple[int, int, int],
     motion: str,
     radius: float,
+    shaded: bool = True,
 ) -> Sprite:
-    shade = rng.uniform(0.85, 1.05)
+    """A sprite at a random place and pace; ``shaded``: its colour at 85-105% brightness."""
+    shade = rng.uniform(0.85, 1.05) if shaded else 1.0
     return Sprite(
         label_id=label_id,
         start=start,
@@ -326,10 +328,14 @@ def _sprite(
     )
 
 
-def _class_sprite(rng: np.random.Generator, start: float, end: float, label_id: int) -> Sprite:
+def class_sprite(
+    rng: np.random.Generator, start: float, end: float, label_id: int, shaded: bool = True
+) -> Sprite:
+    """The shape of class ``label_id`` over ``[start, end)``, at a random size, place and pace;
+    unshaded it keeps the class colour exactly (the background set's scenes)."""
     cls = CLASSES[label_id]
     radius = float(rng.uniform(8.0, 13.0))
-    return _sprite(rng, label_id, start, end, cls.shape, cls.rgb, cls.motion, radius)
+    return _sprite(rng, label_id, start, end, cls.shape, cls.rgb, cls.motion, radius, shaded)
 
 
 def _clutter(rng: np.random.Generator, duration: float) -> list[Sprite]:
