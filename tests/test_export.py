@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import importlib.util
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -279,8 +280,18 @@ def test_int8_without_calibration_videos_is_refused(tiny, tmp_path):
 @pytest.mark.skipif(
     importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here"
 )
-def test_trt_without_tensorrt_exits_2_after_a_complete_directory(tiny, tmp_path):
+def test_trt_without_tensorrt_exits_2_after_a_complete_directory(tiny, tmp_path, monkeypatch):
+    """--trt after the export: the ONNX stages are the fixture's (its directory, copied, as they
+    would write it again), the TensorRT stage runs for real."""
     out = tmp_path / "model"
+
+    def exported_again(job, *_: object, **__: object) -> Path:
+        shutil.copytree(tiny["out"], job.out, dirs_exist_ok=True)
+        return job.out
+
+    monkeypatch.setattr(
+        importlib.import_module("export.__main__"), "export_model_dir", exported_again
+    )
     status, stdout, stderr = run_cli(
         "--checkpoint", str(tiny["checkpoint"]), "--out", str(out), "--trt"
     )
