@@ -31,10 +31,10 @@ from .bundle import (
     resolve_dir,
     verify_files,
 )
-from .features.extractor_graphs import ExtractorPair
 from .features.steps import Step, StepSpec
 from .limits import check
 from .runtime import Backend, BackendUnavailable, GraphLoadError, open_backend
+from .runtime.extractor_graphs import ExtractorPair
 
 __all__ = ["ModelDir", "ModelDirError", "StepExtractors", "WindowInfo"]
 

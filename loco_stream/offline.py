@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 
 from .bundle import BATCH_GRAPHS, WindowInfo, read_card, resolve_dir
-from .cli.messages import plain_messages
 from .config import DecodeConfig
 from .features.media import MediaError, extract_file, file_steps
 from .features.steps import Step, StepSpec
+from .messages import plain_messages
 from .model_dir import ModelDir
 from .postprocess import Segments, candidates, soft_nms, steps_to_seconds
 from .runtime import Backend

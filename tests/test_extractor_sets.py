@@ -14,11 +14,11 @@ import torch
 from export.__main__ import main as export_main
 from loco_stream.cli.detect import main as detect_main
 from loco_stream.config import Config, DataConfig, load_config
-from loco_stream.features.extractor_graphs import ExtractorGraphs
 from loco_stream.features.media import MediaError, extract_file, file_steps
 from loco_stream.model import LoCo
 from loco_stream.model.checkpoint import save_checkpoint
 from loco_stream.model_dir import ModelDir
+from loco_stream.runtime.extractor_graphs import ExtractorGraphs
 from tests.media import make_clip
 from tests.step_features import assert_file_equals_stream, file_features
 from tests.tiny_model import tiny_model_config

@@ -28,9 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from loco_stream.features.checkpoints import CheckpointError
-from loco_stream.features.extractor_graphs import ExtractorGraphs, ExtractorSetError
 from loco_stream.features.media import MediaError, extract_file
 from loco_stream.model_dir import ModelDirError, StepExtractors
+from loco_stream.runtime.extractor_graphs import ExtractorGraphs, ExtractorSetError
 
 from .extractor_sets import SETS, PretrainedFiles, add_set_arguments, write_extractor_set
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from export.__main__ import export_model_dir, load_job
 from loco_stream.bundle import EXTRACTOR_CHECKPOINT, WINDOW_CHECKPOINT
 from loco_stream.config import load_config
-from loco_stream.features.extractor_graphs import ExtractorGraphs
 from loco_stream.model_dir import ModelDir
+from loco_stream.runtime.extractor_graphs import ExtractorGraphs
 
 from .checkpoint import half_precision, load_checkpoint, load_model, save_checkpoint
 from .evaluate import evaluate_split

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..evaluation import EvaluationInputError, load_ground_truth
+from ..messages import plain_messages
 from ..model_dir import ModelDir, ModelDirError
 from ..offline import (
     ClipResult,
@@ -28,7 +29,6 @@ from ..runtime import BackendUnavailable
 from ..stream.batched import BatchedModel
 from ..stream.ray_cluster import RayUnavailable
 from ..stream.stitch import DEFAULT_THRESHOLD
-from .messages import plain_messages
 
 
 def write_json_atomically(path: Path, data: dict) -> None:

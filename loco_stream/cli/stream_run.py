@@ -16,7 +16,6 @@ from loco_stream.model_dir import ModelDir, ModelDirError
 from loco_stream.postprocess import temporal_iou
 from loco_stream.runtime import BackendUnavailable
 from loco_stream.sinks import Monitor
-from loco_stream.sinks.tap import TappedSpec
 from loco_stream.sources import FileSource, MediaSource, ReopeningSource, SourceError, list_devices
 from loco_stream.sources.base import Item, VideoFrame
 from loco_stream.sources.demo import DemoSource
@@ -33,9 +32,10 @@ from loco_stream.stream.output import (
 )
 from loco_stream.stream.stitch import Event, StitchConfig
 from loco_stream.stream.stream_list import StreamListError, read_stream_list, unique_names
+from loco_stream.stream.tap import TappedSpec
 from loco_stream.stream.timeline import StreamStalled
 
-from .messages import plain_messages
+from ..messages import plain_messages
 from .stream_errors import PROG, CliError, UsageError
 from .stream_outputs import ManyStreamOutputs, Output, build_sinks, open_monitor
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import AUDIO_GRAPH, VISUAL_GRAPH, ExtractorInfo
-from ..runtime import Backend, open_backend
-from .steps import Step, StepSpec
+from ..features.steps import Step, StepSpec
+from . import Backend, open_backend
 
 
 class ExtractorSetError(ValueError):

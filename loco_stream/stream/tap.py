@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..sources.base import Item, MediaSource
-from ..stream.multi import StreamSpec
+from .multi import StreamSpec
 
 Tap = Callable[[Item, str], None]  # (item, stream name)
 
