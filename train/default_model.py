@@ -30,8 +30,8 @@ from loco_stream.synth import generate_dataset
 from loco_stream.synth.scenario import dataset_prefix
 
 from . import background
-from .pipeline import FAILURES, run_and_report
 from .run_settings import Settings
+from .training_run import FAILURES, run_and_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"train": 1, "validation": 2, "test": 3}  # split -> generator seed

@@ -32,19 +32,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from loco_stream.config import ConfigError
-from loco_stream.features.media import MediaError
 from loco_stream.limits import LimitError
 from loco_stream.limits import check as check_limit
 
-from .curve import curve_table
-from .data import DataError
-from .extractor_sets import SETS
-from .run_settings import DEFAULT_CONFIG, TRAINABLE, InputError, Settings
-from .stages import run
+from .run_settings import DEFAULT_CONFIG, TRAINABLE, Settings
 
 # flag -> its limit (loco_stream.limits)
 LIMITED_FLAGS = {
@@ -53,7 +46,8 @@ LIMITED_FLAGS = {
     "extractor_epochs": "epochs",
     "workers": "workers",
 }
-FAILURES = (InputError, ConfigError, DataError, MediaError)  # one-line errors, exit 2
+# train/extractor_sets.py's SETS, named here without importing torch (tests/test_cli_help.py)
+SHIPPED_EXTRACTOR_SETS = ("efficientnet-logmel", "efficientnet-vggish", "synthetic")
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -66,18 +60,44 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument(
         "--extractors",
         default=TRAINABLE,
-        help=f"{TRAINABLE} (default) or {', '.join(sorted(SETS))}",
+        help=f"the feature extractors: {TRAINABLE} (the project's CNNs, trained here) or a "
+        f"shipped set: {', '.join(SHIPPED_EXTRACTOR_SETS)} (default: {TRAINABLE})",
     )
-    parser.add_argument("--background", type=Path, help="folder of event-free videos (negatives)")
+    parser.add_argument(
+        "--background",
+        type=Path,
+        help="folder of event-free videos, trained on as negatives (default: none)",
+    )
     parser.add_argument("--epochs", type=int, help="LoCo epochs (default: sized to the data)")
     parser.add_argument("--workdir", type=Path, help="work folder (default: MODEL_DIR.work)")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="LoCo config YAML")
     parser.add_argument(
-        "--validation-share", type=float, default=0.15, help="of train, without a validation subset"
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="LoCo config YAML (default: the project's configs/edge.yaml)",
     )
-    parser.add_argument("--extractor-clips", type=int, default=200)
-    parser.add_argument("--extractor-epochs", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2, help="feature extraction processes")
+    parser.add_argument(
+        "--validation-share",
+        type=float,
+        default=0.15,
+        help="share of train held out for validation when the annotations have no validation "
+        "subset (default: 0.15)",
+    )
+    parser.add_argument(
+        "--extractor-clips",
+        type=int,
+        default=200,
+        help="labelled clips the trainable extractors learn from (default: 200)",
+    )
+    parser.add_argument(
+        "--extractor-epochs",
+        type=int,
+        default=4,
+        help="epochs of the trainable extractors (default: 4)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="feature extraction processes (default: 2)"
+    )
     parser.add_argument(
         "--check-only",
         action="store_true",
@@ -119,34 +139,16 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run loco-train; returns the exit status."""
     settings = parse_args(argv)
+    from .training_run import FAILURES, run_and_report  # torch: once the arguments hold
+
     try:
         run_and_report(settings)
     except FAILURES as error:
         print(f"loco-train: error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def run_and_report(settings: Settings) -> dict:
-    """``run`` plus the final table (the CLI's and ``train.default_model``'s entry point)."""
-    began = time.perf_counter()
-    results, progress = run(settings)
-    print()
-    print(progress.table())
-    if settings.check_only:
-        print(
-            f"features checked: {settings.workdir / 'feature_check.json'}; train without "
-            "--check-only to go on"
-        )
-        return results
-    print(curve_table(settings.workdir / "loco" / "metrics.jsonl"))
-    print(f"training curve: {settings.workdir / 'loco' / 'curve.png'}")
-    if "test_average_mAP" in results:
-        print(f"test avg mAP {results['test_average_mAP']:.2f}")
-    print(f"model directory: {settings.out}  ({time.perf_counter() - began:.0f} s this run)")
-    print(f"run it: loco-stream --model {settings.out} --input VIDEO.mp4")
-    return results
 
 
 if __name__ == "__main__":
