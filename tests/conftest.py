@@ -63,7 +63,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def batched_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """The tiny model directory with its batched graphs (`python -m export --batch`'s stage),
     exported once per session."""
-    from export.__main__ import FORMATS, load_job, run
+    from export.job import FORMATS, load_job, run
     from loco_stream.bundle import read_card
 
     folder = tmp_path_factory.mktemp("batched") / "model"

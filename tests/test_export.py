@@ -289,9 +289,7 @@ def test_trt_without_tensorrt_exits_2_after_a_complete_directory(tiny, tmp_path,
         shutil.copytree(tiny["out"], job.out, dirs_exist_ok=True)
         return job.out
 
-    monkeypatch.setattr(
-        importlib.import_module("export.__main__"), "export_model_dir", exported_again
-    )
+    monkeypatch.setattr(importlib.import_module("export.job"), "export_model_dir", exported_again)
     status, stdout, stderr = run_cli(
         "--checkpoint", str(tiny["checkpoint"]), "--out", str(out), "--trt"
     )

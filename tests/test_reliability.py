@@ -258,7 +258,7 @@ def test_the_packaged_card_and_a_default_model_config_still_read() -> None:
 
 def test_export_refuses_a_folder_holding_a_model_of_other_weights(tmp_path: Path, capsys) -> None:
     from export.__main__ import main as export_main
-    from export.__main__ import replaced_work
+    from export.job import replaced_work
 
     folder = tmp_path / "model"
     folder.mkdir()

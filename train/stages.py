@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from export.__main__ import export_model_dir, load_job
+from export.job import export_model_dir, load_job
 from loco_stream.bundle import EXTRACTOR_CHECKPOINT, WINDOW_CHECKPOINT
 from loco_stream.config import load_config
 from loco_stream.model_dir import ModelDir
