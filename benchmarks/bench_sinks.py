@@ -17,7 +17,8 @@ over the run, model loading included, median of the runs:
 - ``none``: ``--output`` only;
 - ``evidence``: ``--evidence DIR`` (a clip and a snapshot per event);
 - ``all sinks``: ``--evidence DIR --mqtt`` (a mosquitto started here, when Debian's is installed)
-  ``--webhook`` (a receiver here) ``--serve 127.0.0.1:0``.
+  ``--webhook`` (a receiver in a process of its own: its CPU is not the stream's)
+  ``--serve 127.0.0.1:0``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import multiprocessing
 import shutil
 import statistics
 import subprocess
@@ -62,6 +64,15 @@ def long_clip(folder: Path, copies: int, sparse: bool) -> Path:
     return clip
 
 
+def serve_webhooks(connection) -> None:
+    """A child process: a webhook receiver whose URL goes back over ``connection``; it stops
+    when told to."""
+    receiver = Receiver().start()
+    connection.send(receiver.url)
+    connection.recv()
+    receiver.stop()
+
+
 def cpu_seconds(args: list[str]) -> float:
     """CPU time of this process over one run of loco-stream with ``args``."""
     began = time.process_time()
@@ -78,10 +89,13 @@ def main_bench() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
     options = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_sinks_"))
-    receiver = Receiver().start()
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    receiver = multiprocessing.get_context("spawn").Process(target=serve_webhooks, args=(theirs,))
+    receiver.start()
+    webhook = ours.recv()
     broker = Broker(folder).start() if MOSQUITTO else None
     evidence = ["--evidence", str(folder / "evidence")]
-    sinks = evidence + ["--webhook", receiver.url, "--serve", "127.0.0.1:0"]
+    sinks = evidence + ["--webhook", webhook, "--serve", "127.0.0.1:0"]
     if broker is not None:
         sinks += ["--mqtt", f"127.0.0.1:{broker.port}"]
     runs: dict[tuple[str, str], list[float]] = {}
@@ -96,7 +110,8 @@ def main_bench() -> None:
                     shutil.rmtree(folder / "evidence", ignore_errors=True)
                     runs.setdefault((stream, name), []).append(cpu_seconds(args))
     finally:
-        receiver.stop()
+        ours.send("stop")
+        receiver.join()
         if broker is not None:
             broker.stop()
     media = 20.0 * options.copies
