@@ -90,3 +90,18 @@ def test_a_clip_keeps_its_sound_across_gaps_and_its_snapshot_shows_the_moment_as
     snapshot = cv2.imread(str(tmp_path / "snapshot.jpg"))  # BGR
     seen = snapshot.reshape(-1, 3).mean(axis=0)[::-1]
     assert np.abs(seen - colours[3]).max() < 12, (seen, colours[3])
+
+
+def test_a_frame_rate_cap_halves_the_frames_and_keeps_the_clip_s_length(tmp_path: Path) -> None:
+    """--evidence-fps 8 on a 16-fps source: every other frame, the same 8 s; 0 is refused."""
+    writer = ClipWriter(tmp_path / "clip.mp4", 0.0, max_fps=8)
+    for k in range(8 * FPS):
+        writer.add(VideoFrame(k / FPS, np.full((64, 96, 3), 16 * (k % 16), np.uint8)))
+    writer.close()
+    with av.open(str(writer.path)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        length = container.duration / 1e6
+    assert writer.frames == frames == 4 * FPS
+    assert abs(length - 8.0) < 0.25, length
+    with pytest.raises(ValueError, match="--evidence-fps"):
+        EvidenceRecorder(tmp_path / "evidence", fps=0)

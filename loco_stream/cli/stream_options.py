@@ -164,6 +164,12 @@ def _monitoring_options(parser: argparse.ArgumentParser) -> None:
         help=f"clip after an event (default: {EVIDENCE_POST_SECONDS:g})",
     )
     group.add_argument(
+        "--evidence-fps",
+        type=float,
+        metavar="FPS",
+        help="at most FPS frames a second in clips: less CPU (default: the source's rate)",
+    )
+    group.add_argument(
         "--evidence-max-mb",
         type=float,
         metavar="MB",
@@ -253,6 +259,7 @@ def _check_monitoring(parser: argparse.ArgumentParser, args: argparse.Namespace)
         ("--pre", args.pre, "--evidence", args.evidence),
         ("--post", args.post, "--evidence", args.evidence),
         ("--evidence-max-mb", args.evidence_max_mb, "--evidence", args.evidence),
+        ("--evidence-fps", args.evidence_fps, "--evidence", args.evidence),
         ("--mqtt-prefix", args.mqtt_prefix, "--mqtt", args.mqtt),
         ("--mqtt-tls", args.mqtt_tls or None, "--mqtt", args.mqtt),
         ("--serve-remote", args.serve_remote or None, "--serve", args.serve),

@@ -28,6 +28,7 @@ def build_sinks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     try:
         if args.evidence is not None:
             options = {"pre": args.pre, "post": args.post, "max_mb": args.evidence_max_mb}
+            options["fps"] = args.evidence_fps
             given = {name: value for name, value in options.items() if value is not None}
             sinks.append(EvidenceRecorder(args.evidence, **given))
         if args.mqtt is not None:

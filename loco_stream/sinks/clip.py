@@ -38,11 +38,13 @@ FIRST_STILL_SPACING = 0.125  # s between stills, doubled whenever MAX_STILLS wou
 
 
 class ClipWriter:
-    """Writes the items of stream time ``begin`` onwards to ``path`` (an .mp4)."""
+    """Writes the items of stream time ``begin`` onwards to ``path`` (an .mp4), at most
+    ``max_fps`` frames a second (None: every frame)."""
 
-    def __init__(self, path: Path, begin: float) -> None:
+    def __init__(self, path: Path, begin: float, max_fps: float | None = None) -> None:
         self.path = path
         self.begin = begin
+        self._min_gap_ms = 0 if max_fps is None else 1000 / max_fps  # between frames written
         self.partial = path.with_name(path.name + ".part")
         self.frames = 0
         self._container: av.container.OutputContainer | None = None
@@ -134,7 +136,9 @@ class ClipWriter:
 
     def _add_frame(self, frame: VideoFrame) -> None:
         pts = round((frame.t - self.begin) * 1000)
-        if pts <= self._last_pts or pts < 0:
+        if pts < 0 or pts <= self._last_pts:
+            return
+        if self.frames and pts - self._last_pts < self._min_gap_ms - 0.5:  # over max_fps
             return
         image = frame.image
         if self._container is None:

@@ -58,19 +58,26 @@ class _Counts:
     snapshots: int = 0  # snapshots written
     failures: int = 0  # files that could not be written
     dropped_items: int = 0  # frames and audio blocks left out of clips (the encoder fell behind)
+    encoder_cpu_s: float = 0.0  # CPU time of the encoder thread so far
     last_error: str | None = None
     warned: set[str] = field(default_factory=set)  # kinds of failure warned about
 
 
 class EvidenceRecorder(Sink):
     """Keeps a JPEG snapshot and an mp4 clip (H.264 + AAC) of every final event under ``folder``,
-    from ``pre`` seconds before its start to ``post`` seconds after its end, the folder bounded
-    to ``max_mb`` megabytes (oldest files deleted first)."""
+    from ``pre`` seconds before its start to ``post`` seconds after its end, at most ``fps``
+    frames a second (None: the source's rate), the folder bounded to ``max_mb`` megabytes (oldest
+    files deleted first)."""
 
     name = "evidence"
 
     def __init__(
-        self, folder: str | Path, pre: float = 2.0, post: float = 2.0, max_mb: float = 1024.0
+        self,
+        folder: str | Path,
+        pre: float = 2.0,
+        post: float = 2.0,
+        max_mb: float = 1024.0,
+        fps: float | None = None,
     ) -> None:
         for what, value in (("pre", pre), ("post", post)):
             if not (math.isfinite(value) and 0 <= value <= RING_SLACK_SECONDS):
@@ -83,8 +90,12 @@ class EvidenceRecorder(Sink):
                 "max_mb (--evidence-max-mb), the evidence folder's bound, must be megabytes "
                 f"above 0, got {max_mb}"
             )
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise ValueError(
+                f"fps (--evidence-fps), the clips' frame-rate cap, must be above 0, got {fps}"
+            )
         self.folder = Path(folder)
-        self.pre, self.post, self.max_mb = pre, post, max_mb
+        self.pre, self.post, self.max_mb, self.fps = pre, post, max_mb, fps
         self._run = time.strftime("%Y%m%dT%H%M%S", time.gmtime())  # tells runs' files apart
         self._rings: dict[str, MediaRing] = {}
         self._clips: dict[tuple[str, int], _Clip] = {}  # clips not yet done, by (stream, id)
@@ -169,6 +180,7 @@ class EvidenceRecorder(Sink):
                 "snapshots": counts.snapshots,
                 "failures": counts.failures,
                 "dropped_items": counts.dropped_items,
+                "encoder_cpu_s": round(counts.encoder_cpu_s, 3),
             }
             if self._retention is not None:
                 found["deleted"] = self._retention.deleted
@@ -222,8 +234,10 @@ class EvidenceRecorder(Sink):
 
     def _encode(self) -> None:
         writers: dict[_Clip, ClipWriter] = {}
+        began = time.thread_time()
         while True:
             command, clip, payload = self._work.get()
+            self._counts.encoder_cpu_s = time.thread_time() - began  # a float: no lock needed
             if command == "stop":
                 for writer in writers.values():
                     writer.abort()
@@ -236,7 +250,8 @@ class EvidenceRecorder(Sink):
                     self._queued -= 1
             try:
                 if command == "begin":
-                    writers[clip] = ClipWriter(self.folder / clip.names["clip"], clip.begin)
+                    path = self.folder / clip.names["clip"]
+                    writers[clip] = ClipWriter(path, clip.begin, self.fps)
                 elif command == "item" and clip in writers:
                     writers[clip].add(payload, clip.until)
                 elif command == "done" and clip in writers:
