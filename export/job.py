@@ -20,7 +20,7 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
-from export import to_trt
+from export import engines
 from export.batched import write_batched_graphs
 from export.extractors import export_extractors, extractor_infos
 from export.graphs import ExportError, check_graph, convert_to_fp16
@@ -389,7 +389,7 @@ def export_as_asked(args: argparse.Namespace) -> int:
         return 1
     if args.trt:
         precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
-        status = to_trt.build_model_dir(job.out, precision, say=to_trt.report)
+        status = engines.build_model_dir(job.out, precision, say=engines.report)
         if status:
             return status
     print(f"done: {job.out}", flush=True)

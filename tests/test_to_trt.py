@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 to_trt = importlib.import_module("export.to_trt")
+engines = importlib.import_module("export.engines")
 graphs = importlib.import_module("export.graphs")
 quantize = importlib.import_module("export.quantize")
 
@@ -174,7 +175,7 @@ def build(every_precision: Path, tmp_path: Path, monkeypatch):
     def run(version: str, *args: str) -> tuple[int, list[tuple], Path]:
         calls: list[tuple] = []
         monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version, calls))
-        monkeypatch.setattr(to_trt, "current_gpu", lambda: H200)
+        monkeypatch.setattr(engines, "current_gpu", lambda: H200)
         out = tmp_path / f"engines-{version}-{'-'.join(args) or 'fp32'}"
         status = to_trt.main(["--model", str(every_precision), "--out", str(out), *args])
         return status, calls, out
