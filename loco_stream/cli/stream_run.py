@@ -16,10 +16,10 @@ from loco_stream.model_dir import ModelDir, ModelDirError
 from loco_stream.postprocess import temporal_iou
 from loco_stream.runtime import BackendUnavailable
 from loco_stream.sinks import Monitor
-from loco_stream.sources import FileSource, MediaSource, ReopeningSource, SourceError, list_devices
+from loco_stream.sources import MediaSource, ReopeningSource, SourceError, list_devices
 from loco_stream.sources.base import Item, VideoFrame
 from loco_stream.sources.demo import DemoSource
-from loco_stream.sources.file import input_file_problem
+from loco_stream.sources.file import input_file_problem, open_audio_visual
 from loco_stream.stream.engine import StreamEngine
 from loco_stream.stream.lane import StreamSpec
 from loco_stream.stream.multi import MultiStreamEngine
@@ -104,15 +104,7 @@ def _open_source(args: argparse.Namespace) -> MediaSource:
         problem = input_file_problem(args.input)
         if problem is not None:
             raise CliError(f"--input {problem}")
-        source = FileSource(args.input, realtime=args.realtime)
-        for track, present in (("audio", source.has_audio), ("video", source.has_video)):
-            if not present:
-                source.close()
-                raise CliError(
-                    f"input file '{args.input}' has no {track} track: audio-visual events are "
-                    "seen and heard, so loco-stream needs both"
-                )
-        return source
+        return open_audio_visual(args.input, args.realtime, needs="loco-stream")
     if args.demo:
         seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
         try:

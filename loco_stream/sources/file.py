@@ -51,6 +51,20 @@ def input_file_problem(path: Path) -> str | None:
     return None
 
 
+def open_audio_visual(path: Path, realtime: bool = False, needs: str = "a stream") -> FileSource:
+    """``path`` opened as a stream's input; `SourceError` if it lacks an audio or a video track
+    (``needs``: who needs both, for the message)."""
+    source = FileSource(path, realtime=realtime)
+    for track, present in (("audio", source.has_audio), ("video", source.has_video)):
+        if not present:
+            source.close()
+            raise SourceError(
+                f"input file '{path}' has no {track} track: audio-visual events are seen and "
+                f"heard, so {needs} needs both"
+            )
+    return source
+
+
 class FileSource(MediaSource):
     """Decode a video/audio file; ``has_audio`` is False for a file without an audio track."""
 

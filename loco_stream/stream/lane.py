@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..features.steps import Step
-from ..sources import FileSource, MediaSource, ReopeningSource, SourceError
-from ..sources.file import input_file_problem
+from ..sources import MediaSource, ReopeningSource, SourceError
+from ..sources.file import input_file_problem, open_audio_visual
 from .batched import BatchedModel
 from .engine import Clock, StreamEngine, StreamStats, WindowInputs
 from .stitch import DEFAULT_THRESHOLD, Event, StitchConfig
@@ -99,15 +99,7 @@ class StreamSpec:
             problem = input_file_problem(path)
             if problem is not None:
                 raise SourceError(problem)
-            source = FileSource(path)
-            for track, present in (("audio", source.has_audio), ("video", source.has_video)):
-                if not present:
-                    source.close()
-                    raise SourceError(
-                        f"input file '{path}' has no {track} track: audio-visual events are "
-                        "seen and heard, so a stream needs both"
-                    )
-            return source
+            return open_audio_visual(path)
         return ReopeningSource(self.camera, self.microphone, self.reconnect)
 
 
