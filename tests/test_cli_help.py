@@ -90,8 +90,8 @@ def test_every_option_is_explained_with_its_default(command: str) -> None:
 
 def test_the_defaults_shown_are_the_librarys() -> None:
     from export.__main__ import DEFAULT_HOP_STEPS as export_hop
+    from loco_stream import defaults
     from loco_stream.bundle import DEFAULT_HOP_STEPS
-    from loco_stream.cli import defaults
     from loco_stream.runtime import BACKENDS
     from loco_stream.sinks.evidence import EvidenceRecorder
     from loco_stream.sinks.live_page import DEFAULT_ADDRESS

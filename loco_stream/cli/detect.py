@@ -32,8 +32,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..defaults import BACKENDS, DEFAULT_THRESHOLD
 from ..limits import LimitError, check
-from .defaults import BACKENDS, DEFAULT_THRESHOLD
 
 LIMITED_FLAGS = ("max_events", "workers", "threads", "threshold")  # each its limit's name
 

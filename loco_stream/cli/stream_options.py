@@ -12,7 +12,7 @@ from pathlib import Path
 
 from loco_stream.limits import LimitError, check, check_positive
 
-from .defaults import (
+from ..defaults import (
     BACKENDS,
     DEFAULT_THRESHOLD,
     EVIDENCE_MAX_MB,

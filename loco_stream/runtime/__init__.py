@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..defaults import BACKENDS
 from .base import (
     Backend,
     BackendUnavailable,
@@ -22,8 +23,6 @@ from .base import (
 )
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .tensorrt_backend import TensorRTBackend
-
-BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch")
 
 __all__ = [
     "BACKENDS",

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..defaults import EVIDENCE_MAX_MB, EVIDENCE_POST_SECONDS, EVIDENCE_PRE_SECONDS
 from ..sources.base import AudioBlock, Item
 from .base import Sink, SinkError, log
 from .clip import ClipWriter
@@ -74,9 +75,9 @@ class EvidenceRecorder(Sink):
     def __init__(
         self,
         folder: str | Path,
-        pre: float = 2.0,
-        post: float = 2.0,
-        max_mb: float = 1024.0,
+        pre: float = EVIDENCE_PRE_SECONDS,
+        post: float = EVIDENCE_POST_SECONDS,
+        max_mb: float = EVIDENCE_MAX_MB,
         fps: float | None = None,
     ) -> None:
         for what, value in (("pre", pre), ("post", post)):

@@ -22,9 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 
+from ..defaults import LIVE_PAGE_ADDRESS
 from .base import Sink, SinkError, is_loopback, log, split_address
 
-DEFAULT_ADDRESS = "127.0.0.1:8080"
+DEFAULT_ADDRESS = LIVE_PAGE_ADDRESS
 HISTORY = 1000  # records a new page gets first
 CLIENT_QUEUE = 1000  # records waiting for one slow page: beyond that it is disconnected
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps idle connections open

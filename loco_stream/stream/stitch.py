@@ -58,9 +58,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..defaults import DEFAULT_THRESHOLD
 from ..postprocess import Segments, temporal_iou
-
-DEFAULT_THRESHOLD = 0.3  # minimum score of an emitted event
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,5 @@
-"""The library's values that the command lines offer and show in ``--help``, as plain literals:
-parsing the arguments imports nothing heavy (no ONNX Runtime, OpenCV or PyAV).
-tests/test_cli_help.py holds each equal to the library's own.
+"""Defaults that the library uses and the command lines show in ``--help``, kept in a module that
+imports nothing: parsing the arguments imports nothing heavy (no ONNX Runtime, OpenCV or PyAV).
 """
 
 BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch")
