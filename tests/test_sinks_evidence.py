@@ -105,3 +105,38 @@ def test_a_frame_rate_cap_halves_the_frames_and_keeps_the_clip_s_length(tmp_path
     assert abs(length - 8.0) < 0.25, length
     with pytest.raises(ValueError, match="--evidence-fps"):
         EvidenceRecorder(tmp_path / "evidence", fps=0)
+
+
+def test_a_clip_cut_from_the_stream_runs_from_pre_before_its_start_to_post_after_its_end(
+    tmp_path: Path,
+) -> None:
+    """Items reach the encoder in batches: the clip still holds every frame and all the sound
+    from start - pre to end + post, the last part of a batch included (records arrive late, as
+    the stitcher emits them: the start at 4 s, the end at 6 s, before the clip is through)."""
+    recorder = EvidenceRecorder(tmp_path, pre=1.0, post=1.5)
+    recorder.open()
+    block = 368
+    items: list = [VideoFrame(k / FPS, np.full((64, 96, 3), 99, np.uint8)) for k in range(10 * FPS)]
+    for k in range(10 * 16000 // block):
+        samples = np.full(block, 0.2, np.float32) * (-1) ** np.arange(block)
+        items.append(AudioBlock(k * block / 16000, samples, 16000))
+    start = {"type": "start", "id": 1, "start": 2.0, "emitted_at": 4.0}
+    end = {"type": "end", "id": 1, "start": 2.0, "end": 5.0, "emitted_at": 6.0}
+    named = None
+    for item in sorted(items, key=lambda item: item.t):
+        if start and item.t >= start["emitted_at"]:
+            recorder.annotate("cam", start)
+            start = None
+        if named is None and item.t >= end["emitted_at"]:
+            named = recorder.annotate("cam", end)
+        recorder.on_item("cam", item)
+    recorder.close()
+    ((_, update),) = recorder.take_updates()
+    assert update["clip"] == named["clip"] and (tmp_path / update["clip"]).exists()
+    with av.open(str(tmp_path / update["clip"])) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        container.seek(0)
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert abs(frames - 5.5 * FPS) <= 1, frames  # 1.0 s to 6.5 s
+    assert abs(samples / 16000 - 5.5) < 0.1, samples
+    assert recorder.counters()["dropped_items"] == 0
