@@ -1,4 +1,4 @@
-"""Where EfficientNet-Lite0's visual features lose the classes: pooling and motion (issue 23).
+"""Where EfficientNet-Lite0's visual features lose the classes: pooling, stages, colour (issue 23).
 
     python benchmarks/probe_visual_pooling.py [--data data/held] [--train-clips 60]
         [--test-clips 20] [--cache data/probe_pooling] [--threads 2] [--variants ...]
@@ -12,7 +12,19 @@ frozen). Its last feature map (1280 x 7 x 7, the one ``embed`` pools) is pooled 
 - ``grid2``: average pool over a 2x2 grid of the map, 5120-d (keeps coarse position);
 - ``global+motion``: ``global`` and the global pool of |map(this step) - map(previous step)|,
   2560-d (the previous step's middle frame is 0.25 s earlier; step 0 has zero motion);
-- ``grid3``: a 3x3 grid, 11520-d.
+- ``grid3``: a 3x3 grid, 11520-d;
+- ``max``: the global max pool, 1280-d (a small shape anywhere counts as much as a large one),
+  and ``global+max``;
+- ``stageN avg+max``: average and max pools of an earlier stage's output (stage 4: 80 x 14 x 14,
+  stage 5: 112 x 14 x 14, stage 7: 320 x 7 x 7), whose features are less invariant to colour
+  and small detail than the last map's, and ``max+stage5 max``;
+- ``colour``: no network, a 512-bin RGB histogram of the frame (log counts), and
+  ``global+colour``: whether colour, which ImageNet training teaches the network to discount, is
+  what is missing.
+
+A reference row probes the `synthetic` set's visual features of the same clips (the small CNN
+trained on these classes, ``--reference``, the files ``loco-train`` or ``python -m
+train.extract_features --extractors synthetic`` writes).
 
 Each variant gets the feature check's linear probe (``train.feature_check.check_modality``: a
 balanced logistic regression on standardised features, step -> event class or background,
@@ -52,21 +64,49 @@ from train.feature_check import MULTIPLE, check_modality, step_labels  # noqa: E
 
 NUM_CLASSES = 16
 BATCH = 32  # frames per forward pass
-VARIANTS = ("global", "grid2", "global+motion", "grid3")
-POOLS = ("global", "grid2", "grid3", "motion")  # what the cache holds per step
+# variant -> the cached pools it concatenates
+VARIANTS = {
+    "global": ("global",),
+    "grid2": ("grid2",),
+    "global+motion": ("global", "motion"),
+    "grid3": ("grid3",),
+    "max": ("max",),
+    "global+max": ("global", "max"),
+    "stage4 avg+max": ("stage4_avg", "stage4_max"),
+    "stage5 avg+max": ("stage5_avg", "stage5_max"),
+    "stage7 avg+max": ("stage7_avg", "stage7_max"),
+    "max+stage5 max": ("max", "stage5_max"),
+    "colour": ("colour",),
+    "global+colour": ("global", "colour"),
+}
+POOLS = sorted({pool for pools in VARIANTS.values() for pool in pools})  # cached per step
+# stage -> index of its last block in ``_blocks`` (stages of 1, 2, 2, 3, 3, 4, 1 blocks)
+STAGE_OUTPUTS = {"stage4": 7, "stage5": 10, "stage7": 15}  # 80 x 14^2, 112 x 14^2, 320 x 7^2
+REFERENCE = "synthetic set's visual CNN (trained on these classes)"
+COLOUR_LEVELS = 8  # per channel: the colour histogram has 8^3 bins
 
 
 class FeatureMaps:
-    """EfficientNet-Lite0 whose ``embed`` also leaves its last feature map (before pooling)."""
+    """EfficientNet-Lite0 whose ``embed`` also leaves its last feature map (before pooling)
+    and the outputs of some earlier stages."""
 
     def __init__(self) -> None:
         self.network = pretrained_efficientnet_lite0()
         self._map: torch.Tensor | None = None
+        self.stages: dict[str, torch.Tensor] = {}
         # embed applies relu6 to _bn1's output and averages it: keep that map
         self.network._bn1.register_forward_hook(self._keep)
+        for stage, block in STAGE_OUTPUTS.items():
+            self.network._blocks[block].register_forward_hook(self._keeper(stage))
 
     def _keep(self, module, inputs, output) -> None:
         self._map = functional.relu6(output)
+
+    def _keeper(self, stage: str):
+        def keep(module, inputs, output) -> None:
+            self.stages[stage] = output
+
+        return keep
 
     @torch.no_grad()
     def __call__(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,27 +115,42 @@ class FeatureMaps:
         return pooled, self._map
 
 
-def pool_clip(maps: torch.Tensor) -> dict[str, np.ndarray]:
-    """(T, C, h, w) feature maps of a clip's steps -> each pool, (T, D) float16."""
+def pool_clip(maps: torch.Tensor, stages: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """(T, C, h, w) feature maps of a clip's steps (and of earlier stages) -> each pool, (T, D)."""
     previous = torch.cat([maps[:1], maps[:-1]])  # step 0: its own map (zero motion)
     pools = {
         "global": maps.mean(dim=(2, 3)),
         "grid2": functional.adaptive_avg_pool2d(maps, 2).flatten(1),
         "grid3": functional.adaptive_avg_pool2d(maps, 3).flatten(1),
         "motion": (maps - previous).abs().mean(dim=(2, 3)),
+        "max": maps.amax(dim=(2, 3)),
     }
+    for stage, output in stages.items():
+        pools[f"{stage}_avg"] = output.mean(dim=(2, 3))
+        pools[f"{stage}_max"] = output.amax(dim=(2, 3))
     return {name: value.numpy().astype(np.float16) for name, value in pools.items()}
+
+
+def colour_histogram(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, 512) log(1 + pixel count) per RGB bin: colour without a network."""
+    levels = frames.astype(np.int32) // (256 // COLOUR_LEVELS)  # (T, H, W, 3)
+    bins = (levels[..., 0] * COLOUR_LEVELS + levels[..., 1]) * COLOUR_LEVELS + levels[..., 2]
+    counts = [np.bincount(b.ravel(), minlength=COLOUR_LEVELS**3) for b in bins]
+    return np.log1p(np.stack(counts)).astype(np.float16)
 
 
 def extract_clip(path: Path, spec, model: FeatureMaps) -> tuple[dict[str, np.ndarray], float]:
     """The pools of every step of one video, and the largest |global - embed| (a self-check)."""
-    frames = np.stack([step.frames[0] for step in file_steps(path, spec)])
-    maps, gap = [], 0.0
+    frames = np.stack([step.frames[0] for step in file_steps(path, spec)])  # (T, 224, 224, 3)
+    maps, stages, gap = [], {stage: [] for stage in STAGE_OUTPUTS}, 0.0
     for start in range(0, len(frames), BATCH):
         pooled, feature_map = model(frames[start : start + BATCH])
         gap = max(gap, float((feature_map.mean(dim=(2, 3)) - pooled).abs().max()))
         maps.append(feature_map)
-    return pool_clip(torch.cat(maps)), gap
+        for stage, output in model.stages.items():
+            stages[stage].append(output)
+    pools = pool_clip(torch.cat(maps), {s: torch.cat(o) for s, o in stages.items()})
+    return {**pools, "colour": colour_histogram(frames)}, gap
 
 
 def clip_pools(
@@ -108,8 +163,9 @@ def clip_pools(
         cached = cache / f"{record.video_id}.npz"
         if cached.exists():
             with np.load(cached) as stored:
-                clips.append({key: stored[key] for key in POOLS})
-            continue
+                if all(key in stored for key in POOLS):  # else: cached by an older version
+                    clips.append({key: stored[key] for key in POOLS})
+                    continue
         model = model or FeatureMaps()
         pools, gap = extract_clip(data / "videos" / f"{record.video_id}.mp4", spec, model)
         if gap > 1e-4:
@@ -120,9 +176,7 @@ def clip_pools(
 
 
 def variant_features(pools: dict[str, np.ndarray], variant: str) -> np.ndarray:
-    if variant == "global+motion":
-        return np.concatenate([pools["global"], pools["motion"]], axis=1)
-    return pools[variant]
+    return np.concatenate([pools[pool] for pool in VARIANTS[variant]], axis=1)
 
 
 def gather(
@@ -169,6 +223,15 @@ def error_breakdown(train: dict, test: dict, shown: np.ndarray) -> str:
     )
 
 
+def reference_file(folder: Path, record: VideoRecord) -> Path:
+    return folder / f"{record.video_id}_visual.npy"
+
+
+def reference_features(folder: Path, records: list[VideoRecord]) -> list[dict[str, np.ndarray]]:
+    """The `synthetic` set's visual features of each record, (T, 128), as a pool named visual."""
+    return [{"visual": np.load(reference_file(folder, record))} for record in records]
+
+
 def first_records(annotations: Path, split: str, count: int) -> list[VideoRecord]:
     records, _ = load_records(annotations, split, NUM_CLASSES)
     return sorted(records, key=lambda r: r.video_id)[:count]
@@ -184,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="probe subsampling and shuffling")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--errors", action="store_true", help="where the global probe errs")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=ROOT / "data" / "held" / "features",
+        help="feature files of the `synthetic` set (ID_visual.npy) for a reference row (skipped "
+        "when missing)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -207,6 +277,16 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
         )
         rows.append((variant, report, time.perf_counter() - fitted))
+    if all(reference_file(args.reference, r).exists() for r in train + test):
+        fitted = time.perf_counter()
+        VARIANTS[REFERENCE] = ("visual",)
+        report = check_modality(
+            REFERENCE,
+            gather(train, reference_features(args.reference, train), REFERENCE, spec),
+            gather(test, reference_features(args.reference, test), REFERENCE, spec),
+            args.seed,
+        )
+        rows.append((REFERENCE, report, time.perf_counter() - fitted))
 
     steps = sum(len(p["global"]) for p in train_pools), sum(len(p["global"]) for p in test_pools)
     print(
