@@ -21,18 +21,20 @@ class Segments:
     end: np.ndarray  # float
     label: np.ndarray  # int
     score: np.ndarray  # float
+    peak: np.ndarray  # float: the point (step) whose score it is, where the model was surest
 
-    FIELDS = ("start", "end", "label", "score")
+    FIELDS = ("start", "end", "label", "score", "peak")
 
     @classmethod
     def empty(cls) -> Segments:
-        return cls(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+        nothing = np.zeros(0)
+        return cls(nothing, nothing, np.zeros(0, dtype=np.int64), nothing, nothing)
 
     def __len__(self) -> int:
         return len(self.score)
 
     def take(self, index: np.ndarray) -> Segments:
-        return Segments(self.start[index], self.end[index], self.label[index], self.score[index])
+        return Segments(*(getattr(self, field)[index] for field in self.FIELDS))
 
     @classmethod
     def concat(cls, parts: list[Segments]) -> Segments:
@@ -59,6 +61,7 @@ def candidates(scores: np.ndarray, segments: np.ndarray, config: DecodeConfig) -
         bounds[long_enough, 1].astype(np.float64),
         label[long_enough].astype(np.int64),
         flat[keep][long_enough].astype(np.float64),
+        point[long_enough].astype(np.float64),
     )
 
 
@@ -81,25 +84,21 @@ def soft_nms(segments: Segments, sigma: float, min_score: float, max_segments: i
     kept: list[Segments] = []
     for label in np.unique(segments.label):
         group = segments.take(np.flatnonzero(segments.label == label))
-        start, end, score = group.start.copy(), group.end.copy(), group.score.copy()
-        picked_start, picked_end, picked_score = [], [], []
-        while len(score):
+        left = np.arange(len(group))  # indices into group not yet picked nor dropped
+        score = group.score.copy()  # (len(left),) their decayed scores
+        picked, picked_score = [], []
+        while len(left):
             best = int(np.argmax(score))
-            picked_start.append(start[best])
-            picked_end.append(end[best])
+            picked.append(left[best])
             picked_score.append(score[best])
-            iou = temporal_iou(start[best], end[best], start, end)
+            start, end = group.start[left[best]], group.end[left[best]]
+            iou = temporal_iou(start, end, group.start[left], group.end[left])
             score = score * np.exp(-(iou**2) / sigma)
             alive = (score >= min_score) & (np.arange(len(score)) != best)
-            start, end, score = start[alive], end[alive], score[alive]
-        kept.append(
-            Segments(
-                np.array(picked_start),
-                np.array(picked_end),
-                np.full(len(picked_score), label, dtype=np.int64),
-                np.array(picked_score),
-            )
-        )
+            left, score = left[alive], score[alive]
+        chosen = group.take(np.array(picked, dtype=np.int64))
+        chosen.score = np.array(picked_score, dtype=np.float64)
+        kept.append(chosen)
     merged = Segments.concat(kept)
     order = np.argsort(-merged.score, kind="stable")[:max_segments]
     return merged.take(order)
@@ -120,9 +119,9 @@ def steps_to_seconds(
 ) -> Segments:
     """Map step coordinates (step i centred at ``step_offset + i * step_seconds``) to seconds,
     clipped to ``[0, duration]`` when the duration is known."""
-    start = step_offset + segments.start * step_seconds
-    end = step_offset + segments.end * step_seconds
     upper = np.inf if duration is None else duration
-    return Segments(
-        np.clip(start, 0.0, upper), np.clip(end, 0.0, upper), segments.label, segments.score
+    start, end, peak = (
+        np.clip(step_offset + steps * step_seconds, 0.0, upper)
+        for steps in (segments.start, segments.end, segments.peak)
     )
+    return Segments(start, end, segments.label, segments.score, peak)

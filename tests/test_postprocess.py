@@ -15,8 +15,16 @@ def test_soft_nms_decays_overlaps_of_the_same_class_only():
         end=np.array([10.0, 10.0, 10.0, 30.0]),
         label=np.array([0, 0, 1, 0]),
         score=np.array([0.9, 0.8, 0.7, 0.6]),
+        peak=np.array([5.0, 4.0, 3.0, 25.0]),
     )
     kept = soft_nms(segments, sigma=0.4, min_score=0.001, max_segments=10)
+    # each kept segment keeps the moment it was scored at
+    assert {(int(k), float(p)) for k, p in zip(kept.label, kept.peak, strict=True)} == {
+        (0, 5.0),
+        (0, 4.0),
+        (1, 3.0),
+        (0, 25.0),
+    }
     by_score = {(int(k), round(float(s), 4)) for k, s in zip(kept.label, kept.score, strict=True)}
     # the duplicate (tIoU 1) decays by exp(-1 / 0.4); the other class and the disjoint one do not
     assert by_score == {(0, 0.9), (0, round(0.8 * np.exp(-1 / 0.4), 4)), (1, 0.7), (0, 0.6)}
@@ -34,13 +42,18 @@ def test_decode_thresholds_and_reads_class_aware_segments():
         (0, 1.0, 4.0),
         (1, 5.0, 8.0),
     ]
+    # each candidate's peak is the point whose score it is
+    assert sorted(zip(found.label.tolist(), found.peak.tolist(), strict=True)) == [(0, 0), (1, 1)]
 
 
 def test_steps_to_seconds_clips_to_the_clip():
-    segments = Segments(np.array([-1.0, 3.5]), np.array([2.0, 80.0]), np.array([0, 1]), np.ones(2))
+    segments = Segments(
+        np.array([-1.0, 3.5]), np.array([2.0, 80.0]), np.array([0, 1]), np.ones(2), np.array([0, 9])
+    )
     seconds = steps_to_seconds(segments, step_seconds=0.25, step_offset=0.125, duration=10.0)
     np.testing.assert_allclose(seconds.start, [0.0, 1.0])
     np.testing.assert_allclose(seconds.end, [0.625, 10.0])
+    np.testing.assert_allclose(seconds.peak, [0.125, 2.375])
 
 
 def test_long_clips_are_tiled_completely_with_bounded_windows():

@@ -112,16 +112,21 @@ def test_a_clip_cut_from_the_stream_runs_from_pre_before_its_start_to_post_after
 ) -> None:
     """Items reach the encoder in batches: the clip still holds every frame and all the sound
     from start - pre to end + post, the last part of a batch included (records arrive late, as
-    the stitcher emits them: the start at 4 s, the end at 6 s, before the clip is through)."""
+    the stitcher emits them: the start at 4 s, the end at 6 s, before the clip is through). The
+    snapshot shows the end record's peak (4.2 s), not the event's middle (3.5 s)."""
     recorder = EvidenceRecorder(tmp_path, pre=1.0, post=1.5)
     recorder.open()
     block = 368
-    items: list = [VideoFrame(k / FPS, np.full((64, 96, 3), 99, np.uint8)) for k in range(10 * FPS)]
+    colours = [(25 * k, 200 - 15 * k, 90) for k in range(10)]  # RGB per second
+    items: list = [
+        VideoFrame(k / FPS, np.full((64, 96, 3), colours[k // FPS], np.uint8))
+        for k in range(10 * FPS)
+    ]
     for k in range(10 * 16000 // block):
         samples = np.full(block, 0.2, np.float32) * (-1) ** np.arange(block)
         items.append(AudioBlock(k * block / 16000, samples, 16000))
     start = {"type": "start", "id": 1, "start": 2.0, "emitted_at": 4.0}
-    end = {"type": "end", "id": 1, "start": 2.0, "end": 5.0, "emitted_at": 6.0}
+    end = {"type": "end", "id": 1, "start": 2.0, "end": 5.0, "emitted_at": 6.0, "peak": 4.2}
     named = None
     for item in sorted(items, key=lambda item: item.t):
         if start and item.t >= start["emitted_at"]:
@@ -140,3 +145,6 @@ def test_a_clip_cut_from_the_stream_runs_from_pre_before_its_start_to_post_after
     assert abs(frames - 5.5 * FPS) <= 1, frames  # 1.0 s to 6.5 s
     assert abs(samples / 16000 - 5.5) < 0.1, samples
     assert recorder.counters()["dropped_items"] == 0
+    snapshot = cv2.imread(str(tmp_path / update["snapshot"]))  # BGR
+    seen = snapshot.reshape(-1, 3).mean(axis=0)[::-1]
+    assert np.abs(seen - colours[4]).max() < 12, (seen, colours[4])

@@ -176,7 +176,7 @@ def test_an_event_that_fills_the_window_is_not_ended_where_the_longest_candidate
 
 def window_of(rows: list[tuple[float, float, int, float]]) -> Segments:
     start, end, label, score = (np.array(c) for c in zip(*rows, strict=True))
-    return Segments(start, end, label.astype(np.int64), score)
+    return Segments(start, end, label.astype(np.int64), score, (start + end) / 2)
 
 
 def test_an_end_placed_early_for_long_never_gives_a_second_event_for_the_same_stretch() -> None:
@@ -287,3 +287,21 @@ def test_events_below_the_threshold_are_not_emitted() -> None:
     quiet = StitchConfig(threshold=0.99)
     assert finals(stream_windows(ModelLikeWindows(truth, seed=1), 12.0, quiet)) == []
     assert len(finals(stream_windows(ModelLikeWindows(truth, seed=1), 12.0))) == 1
+
+
+def test_an_end_record_s_peak_is_where_its_best_candidate_was_scored() -> None:
+    """An event of 2-9 s whose candidates score 0.6, then 0.9 (scored at 5.5 s), then 0.7 as it
+    goes on: the end record carries the best score and the moment it was given at; a start
+    record has no peak."""
+    stitcher = Stitcher(CLASSES)
+    events: list[Event] = []
+    for now in range(3, 16):
+        score, peak = (0.6, now - 0.5) if now < 6 else (0.9, 5.5) if now < 9 else (0.7, 8.5)
+        found = window_of([(2.0, min(9.0, float(now)), 0, score)])
+        found.peak = np.array([peak])
+        events += stitcher.update(found, 0.0, float(now), False, float(now))
+    events += stitcher.flush(16.0)
+    (start,) = [e for e in events if e.type == "start"]
+    (end,) = finals(events)
+    assert "peak" not in start.to_record()
+    assert end.score == 0.9 and end.to_record()["peak"] == 5.5

@@ -92,7 +92,7 @@ class ModelLikeWindows:
             return Segments.empty()
         start, end, label, score = (np.array(column) for column in zip(*rows, strict=True))
         start, end = np.clip(start, window_start, now), np.clip(end, window_start, now)
-        return Segments(start, end, label.astype(np.int64), score)
+        return Segments(start, end, label.astype(np.int64), score, (start + end) / 2)
 
     def _reaching_now(self, window_start: float, now: float) -> Segments:
         """Raw predictions, each [seen start, now], of the events that the model believes go on."""
@@ -120,7 +120,7 @@ class ModelLikeWindows:
         if not rows:
             return Segments.empty()
         start, end, label, score = (np.array(column) for column in zip(*rows, strict=True))
-        return Segments(start, end, label.astype(np.int64), score)
+        return Segments(start, end, label.astype(np.int64), score, (start + end) / 2)
 
     def _bounds(
         self, i: int, start: float, end: float, window_start: float, now: float

@@ -22,6 +22,9 @@ for that (the values in `StitchConfig` were chosen by replaying windows: docs/st
 - **Start.** A candidate whose start lies within ``edge_seconds`` of a full window's left edge has
   its start cut, not seen. While a track is pending, its start is the score-weighted mean of the
   starts seen; the ``start`` record fixes it, and the ``end`` record repeats it.
+- **Peak.** A track keeps the moment its best-scoring candidate was scored at (the point of the
+  window whose score it is), held within its span: the ``end`` record's ``peak``, where an
+  event's snapshot is taken.
 - **End.** A track's end is its latest candidate's (the one with the most right context), held
   before the start of a later track of its class (and a pending start after the end of an
   earlier one), so that events of one class never overlap.
@@ -99,12 +102,13 @@ class Event:
     end: float | None  # None in a start record
     score: float
     emitted_at: float  # stream time of emission
+    peak: float | None = None  # end records: the moment of the best score (None in a start)
 
     def to_record(self) -> dict:
-        """The JSON-lines record of the output contract (a start record has no "end")."""
+        """The JSON-lines record of the output contract (a start record has no "end", "peak")."""
         record = asdict(self)
         if self.type == "start":
-            del record["end"]
+            del record["end"], record["peak"]
         return record
 
 
@@ -124,6 +128,7 @@ class _Track:
     start_sum: float = 0.0  # score-weighted sum of the starts seen while pending
     start_weight: float = 0.0
     best: float = 0.0  # the highest score of its candidates: an end record's score
+    peak: float = 0.0  # where its best-scoring candidate was scored (stream time)
 
     def __post_init__(self) -> None:
         self.best = max(self.best, self.score)
@@ -148,6 +153,7 @@ class _Candidate:
     end: float
     label_id: int
     score: float
+    peak: float  # the stream time it was scored at
     start_seen: bool  # False: cut by a full window's left edge or by a closed track
     ongoing: bool  # its end lies within ``close_after`` of now
 
@@ -255,8 +261,9 @@ class Stitcher:
                 start, start_seen = max(start, closed_end), False
                 if end - start < config.close_after:
                     continue
+            ongoing = end >= now - config.close_after
             kept.append(
-                _Candidate(start, end, label, score, start_seen, end >= now - config.close_after)
+                _Candidate(start, end, label, score, float(found.peak[k]), start_seen, ongoing)
             )
         return kept
 
@@ -280,6 +287,7 @@ class Stitcher:
             elif not any(ious) and self._may_start(candidate):
                 start, end = candidate.start, candidate.end
                 track = _Track(candidate.label_id, start, end, candidate.score, end)
+                track.peak = candidate.peak
                 self._refine(track, candidate, now)
                 self._tracks.append(track)
                 matched.add(track)
@@ -295,7 +303,8 @@ class Stitcher:
     def _refine(self, track: _Track, candidate: _Candidate, now: float) -> None:
         """Update a track with its candidate of this window (module docstring, Start and End)."""
         track.score = candidate.score
-        track.best = max(track.best, candidate.score)
+        if candidate.score > track.best:
+            track.best, track.peak = candidate.score, candidate.peak
         earlier, later = self._neighbours(track)
         if track.pending:
             track.hits += 1
@@ -418,6 +427,7 @@ class Stitcher:
             end=None if end is None else round(end, 3),
             score=round(track.best if kind == "end" else track.score, 4),
             emitted_at=round(emitted_at, 3),
+            peak=None if end is None else round(min(max(track.peak, track.start), end), 3),
         )
 
 
