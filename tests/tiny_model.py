@@ -4,6 +4,9 @@ for tests that need one fast."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -85,9 +88,17 @@ SESSION_DIR_NAME = "tiny_model"
 
 
 def session_tiny_model_dir(tmp_path_factory) -> Path:
-    """The tiny model directory of this test session, exported on first use only."""
-    folder = tmp_path_factory.getbasetemp() / SESSION_DIR_NAME
-    if not (folder / "model_card.json").is_file():
-        folder.mkdir(exist_ok=True)
-        make_tiny_model_dir(folder)
+    """The tiny model directory of this test session, exported on first use only (about 30 s):
+    once for all pytest-xdist workers, which share their base folders' parent, under a lock."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's folder, above each worker's own
+    folder, done = root / SESSION_DIR_NAME, root / f"{SESSION_DIR_NAME}.done"
+    with open(root / f"{SESSION_DIR_NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the export, then reuses it
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed export left
+            folder.mkdir()
+            make_tiny_model_dir(folder)
+            done.touch()
     return folder
