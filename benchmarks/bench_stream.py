@@ -134,8 +134,9 @@ def replay(model: ModelDir, run: ClipRun, config: StitchConfig, hop: int) -> lis
     for index, w in enumerate(run.windows):
         if round(w.now / info.step_seconds) % hop and index != last:
             continue
-        found = decode_window(w.scores, w.segments, w.first_step, w.now, info, decode_config)
-        ongoing = ongoing_predictions(w.scores, w.segments, w.first_step, w.now, info, config)
+        outputs = w.scores, w.segments, info.point_positions
+        found = decode_window(*outputs, w.first_step, w.now, info, decode_config)
+        ongoing = ongoing_predictions(*outputs, w.first_step, w.now, info, config)
         start = w.first_step * info.step_seconds
         events += stitcher.update(found, start, w.now, w.first_step > 0, w.now, ongoing)
     return events + stitcher.flush(run.windows[-1].now if run.windows else 0.0)

@@ -38,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
 from .config import ConfigError, DecodeConfig, ModelConfig, check_type
 from .features.steps import StepSpec
 from .limits import check
+from .postprocess import point_grid
 
 FORMAT = 1  # version of the model_card.json layout; bumped when it changes incompatibly
 CARD = "model_card.json"
@@ -148,6 +150,11 @@ class WindowInfo:
     @property
     def audio_dim(self) -> int:
         return self.model.audio_dim
+
+    @property
+    def point_positions(self) -> np.ndarray:
+        """(N,) the step of each of the window graph's points (its outputs' rows)."""
+        return point_grid(self.window, self.model.num_levels)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "classes": list(self.classes)}

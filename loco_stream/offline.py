@@ -66,10 +66,12 @@ def detect_features(
     visual: np.ndarray,
     audio: np.ndarray,
     window: int,
+    positions: np.ndarray,
     decode: DecodeConfig,
     batch: int = 1,
 ) -> Segments:
-    """visual (L, Dv) and audio (L, Da) of one clip -> final segments in clip steps.
+    """visual (L, Dv) and audio (L, Da) of one clip -> final segments in clip steps; positions
+    (N,): the step of each of a window's points (`WindowInfo.point_positions`).
     ``batch`` > 1: ``run_window`` takes up to that many windows (B,T,...) in one call."""
     length = min(len(visual), len(audio))
     starts = window_starts(length, window)
@@ -86,10 +88,8 @@ def detect_features(
             mask[row, : stop - start] = 1.0
         scores, segments = run_window(visual_windows, audio_windows, mask)  # (B,N,C), (B,N,2)
         for row, start in enumerate(chunk):
-            found = candidates(scores[row], segments[row], decode)
-            found.start += start
-            found.end += start
-            parts.append(found)
+            found = candidates(scores[row], segments[row], positions, decode)
+            parts.append(found.shift(start))
     merged = Segments.concat(parts)
     return soft_nms(merged, decode.nms_sigma, decode.score_threshold, decode.max_segments)
 
@@ -106,8 +106,8 @@ def detect_steps(
     length = min(len(visual), len(audio))
     runner = StepRunner(step_graph, info, keep=length)
     runner.push(visual[:length], audio[:length])
-    scores, segments = runner.window_outputs(0)  # (N, C), (N, 2)
-    found = candidates(scores, segments, decode)
+    scores, segments, positions = runner.window_outputs(0)  # (N, C), (N, 2), (N,)
+    found = candidates(scores, segments, positions, decode)
     return soft_nms(found, decode.nms_sigma, decode.score_threshold, decode.max_segments)
 
 
@@ -155,7 +155,8 @@ def detect_clip(
     if step_graph is not None:
         found = detect_steps(step_graph, info, visual, audio, decode)
     else:
-        found = detect_features(run_window, visual, audio, info.window, decode, batch)
+        positions = info.point_positions
+        found = detect_features(run_window, visual, audio, info.window, positions, decode, batch)
     duration = len(visual) * info.step_seconds
     found = steps_to_seconds(found, info.step_seconds, info.step_offset, duration)
     return [
@@ -164,8 +165,11 @@ def detect_clip(
             "label": info.classes[int(k)],
             "label_id": int(k),
             "score": round(float(p), 5),
+            "peak": round(float(q), 3),
         }
-        for s, e, k, p in zip(found.start, found.end, found.label, found.score, strict=True)
+        for s, e, k, p, q in zip(
+            found.start, found.end, found.label, found.score, found.peak, strict=True
+        )
     ], duration
 
 

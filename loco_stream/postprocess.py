@@ -36,6 +36,11 @@ class Segments:
     def take(self, index: np.ndarray) -> Segments:
         return Segments(*(getattr(self, field)[index] for field in self.FIELDS))
 
+    def shift(self, steps: float) -> Segments:
+        """The same segments (and peaks) ``steps`` later: a window's steps -> its clip's."""
+        moved = [self.start + steps, self.end + steps, self.label, self.score, self.peak + steps]
+        return Segments(*moved)
+
     @classmethod
     def concat(cls, parts: list[Segments]) -> Segments:
         if not parts:
@@ -43,10 +48,25 @@ class Segments:
         return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in cls.FIELDS))
 
 
-def candidates(scores: np.ndarray, segments: np.ndarray, config: DecodeConfig) -> Segments:
+def point_grid(length: int, num_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in steps) and strides of every point of a T-step window, both (N,) float32:
+    level ``l`` (stride ``2^l``) has a point at every ``2^l``-th step, levels concatenated."""
+    positions, strides = [], []
+    for level in range(num_levels):
+        stride = 2**level
+        count = length // stride
+        positions.append(np.arange(count, dtype=np.float32) * stride)
+        strides.append(np.full(count, float(stride), np.float32))
+    return np.concatenate(positions), np.concatenate(strides)
+
+
+def candidates(
+    scores: np.ndarray, segments: np.ndarray, positions: np.ndarray, config: DecodeConfig
+) -> Segments:
     """Threshold and top-k over one window's points x classes.
 
-    scores (N, C); segments (N, 2) class-agnostic or (N, C, 2) class-aware, in steps.
+    scores (N, C); segments (N, 2) class-agnostic or (N, C, 2) class-aware, in steps; positions
+    (N,): the step of each point (its peak, when it scores a candidate).
     """
     num_classes = scores.shape[1]
     flat = scores.reshape(-1)  # (N * C,)
@@ -61,7 +81,7 @@ def candidates(scores: np.ndarray, segments: np.ndarray, config: DecodeConfig) -
         bounds[long_enough, 1].astype(np.float64),
         label[long_enough].astype(np.int64),
         flat[keep][long_enough].astype(np.float64),
-        point[long_enough].astype(np.float64),
+        positions[point][long_enough].astype(np.float64),
     )
 
 
@@ -104,10 +124,12 @@ def soft_nms(segments: Segments, sigma: float, min_score: float, max_segments: i
     return merged.take(order)
 
 
-def decode(scores: np.ndarray, segments: np.ndarray, config: DecodeConfig) -> Segments:
+def decode(
+    scores: np.ndarray, segments: np.ndarray, positions: np.ndarray, config: DecodeConfig
+) -> Segments:
     """One window's graph outputs -> final segments in steps (threshold, top-k, soft-NMS, cap)."""
     return soft_nms(
-        candidates(scores, segments, config),
+        candidates(scores, segments, positions, config),
         config.nms_sigma,
         config.score_threshold,
         config.max_segments,

@@ -35,15 +35,16 @@ def test_soft_nms_decays_overlaps_of_the_same_class_only():
 def test_decode_thresholds_and_reads_class_aware_segments():
     scores = np.array([[0.9, 0.0005], [0.0, 0.5]])  # (N=2 points, C=2)
     segments = np.array([[[1.0, 4.0], [9.0, 9.5]], [[0.0, 1.0], [5.0, 8.0]]])  # (N, C, 2)
-    found = decode(scores, segments, DecodeConfig())
+    positions = np.array([0.0, 2.0])  # (N,): the points' steps (a stride-2 level's second point)
+    found = decode(scores, segments, positions, DecodeConfig())
     assert sorted(
         zip(found.label.tolist(), found.start.tolist(), found.end.tolist(), strict=True)
     ) == [
         (0, 1.0, 4.0),
         (1, 5.0, 8.0),
     ]
-    # each candidate's peak is the point whose score it is
-    assert sorted(zip(found.label.tolist(), found.peak.tolist(), strict=True)) == [(0, 0), (1, 1)]
+    # each candidate's peak is the position of the point whose score it is
+    assert sorted(zip(found.label.tolist(), found.peak.tolist(), strict=True)) == [(0, 0), (1, 2)]
 
 
 def test_steps_to_seconds_clips_to_the_clip():
@@ -72,8 +73,10 @@ def test_long_clips_are_tiled_completely_with_bounded_windows():
 
     visual = np.zeros((200, 3), dtype=np.float32)
     visual[150, 0] = 1.0  # one "event" at step 150, seen only by windows covering it
-    found = detect_features(run_window, visual, np.zeros((200, 2), np.float32), 64, DecodeConfig())
+    audio, positions = np.zeros((200, 2), np.float32), np.arange(64, dtype=np.float32)
+    found = detect_features(run_window, visual, audio, 64, positions, DecodeConfig())
     assert set(seen_shapes) == {(1, 64, 3)}
     # three windows saw it: one segment at full score, the other two soft-NMS'd duplicates
     assert len(found) == 3 and found.start[0] == 149.5 and found.end[0] == 150.5
+    assert found.peak[0] == 150.0  # the point scored, in the clip's steps like its bounds
     np.testing.assert_allclose(found.score, [1.0, np.exp(-1 / 0.4), np.exp(-2 / 0.4)], rtol=1e-6)

@@ -180,7 +180,7 @@ def test_the_exported_step_graph_in_the_runtime_equals_the_whole_clip_run(tiny_m
         runner = StepRunner(model.step_graph, info)
         runner.push(visual[:8], audio[:8])
         runner.push(visual[8:], audio[8:])  # the last call padded
-        scores, segments = runner.window_outputs(0)
+        scores, segments, positions = runner.window_outputs(0)
     torch_graph = TorchBackend.from_checkpoint(tiny_model_dir / "loco.pt", window=info.window)
     mask = np.zeros((1, info.window), np.float32)
     mask[:, :steps] = 1.0
@@ -191,6 +191,7 @@ def test_the_exported_step_graph_in_the_runtime_equals_the_whole_clip_run(tiny_m
     np.testing.assert_allclose(scores, expected["scores"][0], atol=TOLERANCE)
     valid = expected["scores"][0].max(axis=1) > 0
     np.testing.assert_allclose(segments[valid], expected["segments"][0][valid], atol=1e-3)
+    np.testing.assert_array_equal(positions[valid], info.point_positions[valid])
 
 
 def test_offline_detection_on_the_step_graph_finds_what_the_whole_clip_window_finds(
@@ -205,9 +206,11 @@ def test_offline_detection_on_the_step_graph_finds_what_the_whole_clip_window_fi
         visual = rng.standard_normal((30, info.visual_dim), dtype=np.float32)
         audio = rng.standard_normal((30, info.audio_dim), dtype=np.float32)
         stepped = detect_steps(model.step_graph, info, visual, audio, decode)
-        windowed = detect_features(model.run_window, visual, audio, info.window, decode)
+        positions = info.point_positions
+        windowed = detect_features(model.run_window, visual, audio, info.window, positions, decode)
     assert len(stepped) == len(windowed) == 50
     np.testing.assert_allclose(stepped.score, windowed.score, atol=TOLERANCE)
+    np.testing.assert_allclose(np.sort(stepped.peak), np.sort(windowed.peak))
     np.testing.assert_allclose(stepped.start, windowed.start, atol=1e-3)
     np.testing.assert_allclose(stepped.end, windowed.end, atol=1e-3)
     assert np.array_equal(stepped.label, windowed.label)

@@ -174,7 +174,8 @@ def offline_events(model: ModelDir, clip: Path, threshold: float) -> list[tuple[
     """Offline detection of a whole file (what loco-detect does): (start, end, label_id, score)."""
     visual, audio = extract_file(clip, model.spec, model.step_features)
     info = model.info
-    steps = detect_features(model.run_window, visual, audio, info.window, info.decode)
+    positions = info.point_positions
+    steps = detect_features(model.run_window, visual, audio, info.window, positions, info.decode)
     seconds = steps_to_seconds(steps, info.step_seconds, info.step_offset, len(visual) * 0.25)
     keep = seconds.score >= threshold
     return list(

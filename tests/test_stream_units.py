@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loco_stream.bundle import WindowInfo
+from loco_stream.config import DecodeConfig, ModelConfig
 from loco_stream.sources.base import AudioBlock, VideoFrame
 from loco_stream.sources.demo import DemoSource
+from loco_stream.stream.engine import decode_window
 from loco_stream.stream.output import JsonlWriter, event_line
 from loco_stream.stream.ring_buffer import FeatureRing
 from loco_stream.stream.stitch import Event
@@ -42,6 +45,19 @@ def test_ring_is_left_aligned_until_full_then_keeps_the_last_t_steps_in_order() 
     visual, audio, mask = ring.window_inputs()
     assert visual[0, :, 0].tolist() == [6, 7, 8, 9] and audio[0, :, 0].tolist() == [16, 17, 18, 19]
     assert mask[0].tolist() == [1, 1, 1, 1] and ring.first_step == 6 and ring.size == 4
+
+
+def test_a_window_s_candidates_and_their_peaks_are_placed_in_stream_time() -> None:
+    """A window whose row 0 is step 400 (100 s in, 0.25-s steps centred 0.125 s in): a point at
+    row 10 scoring 0.9 for steps 8-12 is 102.125-103.125 s, scored at 102.625 s."""
+    scores = np.zeros((64, 2), np.float32)
+    scores[10, 1] = 0.9
+    segments = np.tile(np.array([[8.0, 12.0]], np.float32), (64, 1))  # (N, 2), class-agnostic
+    info = WindowInfo(("a", "b"), 64, 4, 0.25, 0.125, DecodeConfig(), ModelConfig())
+    positions = np.arange(64, dtype=np.float32)  # one level: a point a step
+    found = decode_window(scores, segments, positions, 400, 116.0, info, DecodeConfig())
+    assert len(found) == 1 and found.label[0] == 1
+    assert (found.start[0], found.end[0], found.peak[0]) == (102.125, 103.125, 102.625)
 
 
 def test_ring_refuses_a_step_out_of_order() -> None:

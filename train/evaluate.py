@@ -30,7 +30,7 @@ from loco_stream.evaluation import (
 )
 from loco_stream.model import LoCo, WindowGraph
 from loco_stream.offline import detect_features
-from loco_stream.postprocess import steps_to_seconds
+from loco_stream.postprocess import point_grid, steps_to_seconds
 
 from .checkpoint import CheckpointError, load_model
 from .data import DataError, VideoRecord, load_features, load_records, usable_records
@@ -53,12 +53,15 @@ def predict(
             scores, segments = graph(*inputs)
         return scores.cpu().numpy(), segments.cpu().numpy()
 
+    positions, _ = point_grid(config.model.window, config.model.num_levels)  # (N,) steps
     results = {}
     for record in tqdm(records, desc="detect", disable=not progress, leave=False):
         visual, audio = load_features(
             config.data.feature_dir, record.video_id, config.data, config.model
         )
-        found = detect_features(run_window, visual, audio, config.model.window, config.decode)
+        found = detect_features(
+            run_window, visual, audio, config.model.window, positions, config.decode
+        )
         duration = record.duration if record.duration > 0 else None
         found = steps_to_seconds(found, config.data.step_seconds, config.data.step_offset, duration)
         results[record.video_id] = [

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..postprocess import point_grid as point_positions
 from .encoder import UnimodalEncoder
 from .heads import ClassificationHead, RegressionHead
 from .lcc import LocalityCorrespondenceCorrection
@@ -26,14 +27,10 @@ from .standardise import standardiser
 
 
 def point_grid(length: int, num_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions (in steps) and strides of every point of a T-step window, both (N,)."""
-    positions, strides = [], []
-    for level in range(num_levels):
-        stride = 2**level
-        count = length // stride
-        positions.append(torch.arange(count, dtype=torch.float32) * stride)
-        strides.append(torch.full((count,), float(stride)))
-    return torch.cat(positions), torch.cat(strides)
+    """Positions (in steps) and strides of every point of a T-step window, both (N,)
+    (`loco_stream.postprocess.point_grid` as tensors)."""
+    positions, strides = point_positions(length, num_levels)
+    return torch.from_numpy(positions), torch.from_numpy(strides)
 
 
 @dataclass

@@ -39,12 +39,13 @@ Clock = Callable[[], float]  # stream time of "now", for live sources
 @dataclass
 class WindowInputs:
     """One hop's window: the window graph's inputs, or the step graph's outputs already computed
-    (``outputs``: scores (N, C), segments (N, 2)); rows are steps first_step..next_step-1."""
+    (``outputs``: scores (N, C), segments (N, 2), the points' positions (N,)); rows are steps
+    first_step..next_step-1."""
 
     inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # visual (1,T,Dv), audio, mask (1,T)
     first_step: int
     next_step: int
-    outputs: tuple[np.ndarray, np.ndarray] | None = None
+    outputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # + positions (N,)
 
 
 @dataclass
@@ -298,7 +299,7 @@ class StreamEngine:
         began = time.perf_counter()
         scores, segments = self.model.run_window(*window.inputs)  # (1,N,C), (1,N,2)
         self.stats.window_seconds += time.perf_counter() - began
-        return self._stitch_window(window, scores[0], segments[0])
+        return self._stitch_window(window, scores[0], segments[0], self.model.info.point_positions)
 
     def _window_inputs(self) -> WindowInputs:
         """The window of the last T steps as it is now, to run now or later; with a step graph,
@@ -317,13 +318,15 @@ class StreamEngine:
         return WindowInputs(None, first, now, outputs)
 
     def _stitch_window(
-        self, window: WindowInputs, scores: np.ndarray, segments: np.ndarray
+        self, window: WindowInputs, scores: np.ndarray, segments: np.ndarray, positions: np.ndarray
     ) -> list[Event]:
-        """Decode a window's outputs, scores (N, C) and segments (N, 2), and stitch them."""
+        """Decode a window's outputs, scores (N, C) and segments (N, 2) of points at positions
+        (N,), and stitch them."""
         info = self.model.info
         first, now = window.first_step, window.next_step * info.step_seconds
-        found = decode_window(scores, segments, first, now, info, self._decode)
-        ongoing = ongoing_predictions(scores, segments, first, now, info, self.stitcher.config)
+        outputs = scores, segments, positions
+        found = decode_window(*outputs, first, now, info, self._decode)
+        ongoing = ongoing_predictions(*outputs, first, now, info, self.stitcher.config)
         self.stats.windows += 1
         self._seen_by_window = window.next_step
         emitted_at = self._emission_at(now)
@@ -348,19 +351,22 @@ class StreamEngine:
 def decode_window(
     scores: np.ndarray,
     segments: np.ndarray,
+    positions: np.ndarray,
     first_step: int,
     now: float,
     info: WindowInfo,
     config: DecodeConfig,
 ) -> Segments:
-    """One window's outputs, scores (N, C) and segments (N, 2) in window steps, decoded into
-    candidates in stream seconds within [0, now] (the window's row 0 is step ``first_step``)."""
-    return _in_stream_seconds(decode(scores, segments, config), first_step, now, info)
+    """One window's outputs, scores (N, C) and segments (N, 2) of points at positions (N,), in
+    window steps, decoded into candidates in stream seconds within [0, now] (the window's row 0
+    is step ``first_step``)."""
+    return _in_stream_seconds(decode(scores, segments, positions, config), first_step, now, info)
 
 
 def ongoing_predictions(
     scores: np.ndarray,
     segments: np.ndarray,
+    positions: np.ndarray,
     first_step: int,
     now: float,
     info: WindowInfo,
@@ -371,12 +377,12 @@ def ongoing_predictions(
     scoring at least ``config.present_score`` whose end lies within ``config.reach_seconds`` of
     ``now``, in stream seconds (the stitcher's closing rule, `loco_stream.stream.stitch`)."""
     threshold = dataclasses.replace(info.decode, score_threshold=config.present_score)
-    raw = _in_stream_seconds(candidates(scores, segments, threshold), first_step, now, info)
+    found = candidates(scores, segments, positions, threshold)
+    raw = _in_stream_seconds(found, first_step, now, info)
     return raw.take(np.flatnonzero(raw.end >= now - config.reach_seconds))
 
 
 def _in_stream_seconds(found: Segments, first_step: int, now: float, info: WindowInfo) -> Segments:
     """Segments in window steps (row 0 is step ``first_step``) -> stream seconds in [0, now]."""
-    found.start += first_step
-    found.end += first_step
-    return steps_to_seconds(found, info.step_seconds, info.step_offset, duration=now)
+    in_stream = found.shift(first_step)
+    return steps_to_seconds(in_stream, info.step_seconds, info.step_offset, duration=now)

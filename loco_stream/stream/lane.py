@@ -199,12 +199,18 @@ class Lane(StreamEngine):
         return due
 
     def take_window(
-        self, window: WindowInputs, scores: np.ndarray, segments: np.ndarray, seconds: float
+        self,
+        window: WindowInputs,
+        scores: np.ndarray,
+        segments: np.ndarray,
+        positions: np.ndarray,
+        seconds: float,
     ) -> list[Event]:
-        """A due window's outputs (N, C), (N, 2), computed in ``seconds``: stitched."""
+        """A due window's outputs (N, C), (N, 2) of points at positions (N,), computed in
+        ``seconds``: stitched."""
         began = time.perf_counter()
         self.stats.window_seconds += seconds
-        events = self._stitch_window(window, scores, segments)
+        events = self._stitch_window(window, scores, segments, positions)
         stitching = time.perf_counter() - began
         self.stitch_seconds += stitching
         self.stats.compute_seconds += seconds + stitching

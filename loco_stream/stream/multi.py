@@ -169,7 +169,8 @@ class MultiStreamEngine:
         scores, segments = self.model.windows(*inputs)  # (W, N, C), (W, N, 2)
         per_window = (time.perf_counter() - began) / len(due)
         for row, (lane, window) in enumerate(due):
-            found = lane.take_window(window, scores[row], segments[row], per_window)
+            outputs = scores[row], segments[row], lane.model.info.point_positions
+            found = lane.take_window(window, *outputs, per_window)
             events += self._events(lane, found)
         return events
 

@@ -4,8 +4,9 @@ The step graph (``loco_step.onnx``, docs/step_graph.md) is called with ``step_ho
 time and its state from the call before; it returns the scores and distances of the points those
 steps changed. `StepRunner` feeds it, keeps its state, and keeps each level's newest points for
 the last ``window`` steps in rings, so the stream decodes them exactly as it decodes a window
-graph's outputs: ``window_outputs`` gives scores (N, C) and segments (N, 2) in steps from a
-first step, every point with the context of the whole stream so far (no window edge).
+graph's outputs: ``window_outputs`` gives scores (N, C), segments (N, 2) and the points'
+positions (N,) in steps from a first step, every point with the context of the whole stream so
+far (no window edge).
 
 Points sit on the stream's own grid: level ``l``'s point ``p`` is step ``origin + p * 2^l``.
 """
@@ -90,10 +91,11 @@ class StepRunner:
             self.distances[index][slots] = distances[rows]
             row += level.head_points
 
-    def window_outputs(self, first_step: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores (N, C) and segments (N, 2) in steps from ``first_step`` of each level's newest
-        points within the last ``keep`` steps: what a window graph would give, without edges."""
-        scores, segments = [], []
+    def window_outputs(self, first_step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores (N, C), segments (N, 2) and the points' positions (N,), in steps from
+        ``first_step``, of each level's newest points within the last ``keep`` steps: what a
+        window graph would give, without edges."""
+        scores, segments, positions = [], [], []
         for index, (level, newest) in enumerate(
             zip(self.plan.levels, newest_points(self.plan, self.steps), strict=True)
         ):
@@ -101,8 +103,9 @@ class StepRunner:
             slots = points % self.capacity[index]
             level_scores = self.scores[index][slots] * (points >= 0)[:, None]
             at = (self.origin + points * level.stride - first_step).astype(np.float32)
+            positions.append(at)
             distance = self.distances[index][slots]
             at = at.reshape((-1,) + (1,) * (distance.ndim - 2))
             segments.append(np.stack([at - distance[..., 0], at + distance[..., 1]], axis=-1))
             scores.append(level_scores)
-        return np.concatenate(scores), np.concatenate(segments)
+        return np.concatenate(scores), np.concatenate(segments), np.concatenate(positions)
