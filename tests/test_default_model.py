@@ -92,6 +92,32 @@ def test_default_model_detects_the_events_of_a_fresh_clip(model, tmp_path):
     assert result.mAP[0] > 50.0  # at tIoU 0.1
 
 
+def test_each_detection_s_peak_lies_in_its_segment_and_a_found_event_s_in_the_event(
+    model, tmp_path
+):
+    """The trained model on fresh clips: the moment a segment was scored at lies within the
+    segment the model regressed from it, and, for a confident detection of a true event, within
+    that event (a point's index taken for its step, or a window's offset left out, would not)."""
+    inside = 0
+    for index in range(2):
+        scenario = sample_scenario(seed=778, index=index, duration=30.0, split="fresh")
+        path = tmp_path / f"{scenario.video_id}.mp4"
+        write_clip(scenario, path)
+        entries, _ = detect_clip(model, path)
+        assert entries
+        for entry in entries:
+            start, end = entry["segment"]
+            assert start - 0.01 <= entry["peak"] <= end + 0.01, entry
+        for start, end, label in scenario.events:
+            best = max(
+                (e for e in entries if e["label_id"] == label and e["score"] >= 0.3),
+                key=lambda e: e["score"],
+                default=None,
+            )
+            inside += best is not None and start <= best["peak"] <= end
+    assert inside >= 2
+
+
 @pytest.mark.slow
 def test_default_checkpoints_re_export_to_the_shipped_graphs(tmp_path):
     """``python -m export`` of the shipped checkpoints rebuilds the shipped directory: every graph
