@@ -53,6 +53,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.probe_trained_head import on_screen as classes_on_screen  # noqa: E402
 from loco_stream.features.efficientnet_lite import (  # noqa: E402
     normalise,
     pretrained_efficientnet_lite0,
@@ -193,12 +194,7 @@ def gather(
 
 def on_screen(record: VideoRecord, steps: int, annotations: dict, spec) -> np.ndarray:
     """(T,) steps whose centre lies in one of the clip's ``visible`` segments."""
-    centres = spec.step_seconds * (np.arange(steps) + 0.5)
-    shown = np.zeros(steps, dtype=bool)
-    for event in annotations[record.video_id].get("visible", []):
-        start, end = event["segment"]
-        shown |= (centres >= start) & (centres <= end)
-    return shown
+    return classes_on_screen(annotations[record.video_id], steps, spec.step_seconds).any(axis=1)
 
 
 def error_breakdown(train: dict, test: dict, shown: np.ndarray) -> str:

@@ -30,6 +30,7 @@ No torch and no ONNX Runtime here: ``onnx`` parses the graphs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -151,7 +152,7 @@ class WindowInfo:
     def audio_dim(self) -> int:
         return self.model.audio_dim
 
-    @property
+    @functools.cached_property  # read every window of every stream: computed once
     def point_positions(self) -> np.ndarray:
         """(N,) the step of each of the window graph's points (its outputs' rows)."""
         return point_grid(self.window, self.model.num_levels)[0]

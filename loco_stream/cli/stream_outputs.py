@@ -27,8 +27,12 @@ def build_sinks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     sinks: list[Sink] = []
     try:
         if args.evidence is not None:
-            options = {"pre": args.pre, "post": args.post, "max_mb": args.evidence_max_mb}
-            options["fps"] = args.evidence_fps
+            options = {
+                "pre": args.pre,
+                "post": args.post,
+                "max_mb": args.evidence_max_mb,
+                "fps": args.evidence_fps,
+            }
             given = {name: value for name, value in options.items() if value is not None}
             sinks.append(EvidenceRecorder(args.evidence, **given))
         if args.mqtt is not None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import postprocess
 from ..config import ModelConfig
-from ..postprocess import point_grid as point_positions
 from .encoder import UnimodalEncoder
 from .heads import ClassificationHead, RegressionHead
 from .lcc import LocalityCorrespondenceCorrection
@@ -29,7 +29,7 @@ from .standardise import standardiser
 def point_grid(length: int, num_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions (in steps) and strides of every point of a T-step window, both (N,)
     (`loco_stream.postprocess.point_grid` as tensors)."""
-    positions, strides = point_positions(length, num_levels)
+    positions, strides = postprocess.point_grid(length, num_levels)
     return torch.from_numpy(positions), torch.from_numpy(strides)
 
 

@@ -9,8 +9,7 @@
               `take_updates`
 
 The snapshot is the clip's frame (of the stills its writer keeps) nearest the end record's
-``peak``, the moment the model scored the event highest (the event's middle for a record without
-one). Encoding runs on one
+``peak``, the moment the model scored the event highest. Encoding runs on one
 worker thread; the stream's thread only copies items into the ring and hands them to the clips'
 encoder in batches of BATCH_ITEMS (one queue entry and lock a batch, not an item; at most
 MAX_QUEUED_ITEMS waiting: beyond that they are left out of clips and counted). A failure
@@ -290,11 +289,9 @@ class EvidenceRecorder(Sink):
         with self._lock:
             self._counts.clips += 1
         record = clip.end_record
-        best = record.get("peak")
-        moment = (record["start"] + record["end"]) / 2 if best is None else best
         snapshot = self.folder / clip.names["snapshot"]
         try:
-            writer.write_snapshot(max(0.0, moment - clip.begin), snapshot)
+            writer.write_snapshot(max(0.0, record["peak"] - clip.begin), snapshot)
         except Exception as error:
             self._failed(clip, error)
         else:

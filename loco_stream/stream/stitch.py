@@ -286,8 +286,9 @@ class Stitcher:
                 continue  # begins where a track of its class ends: that track going on
             elif not any(ious) and self._may_start(candidate):
                 start, end = candidate.start, candidate.end
-                track = _Track(candidate.label_id, start, end, candidate.score, end)
-                track.peak = candidate.peak
+                track = _Track(
+                    candidate.label_id, start, end, candidate.score, end, peak=candidate.peak
+                )
                 self._refine(track, candidate, now)
                 self._tracks.append(track)
                 matched.add(track)
