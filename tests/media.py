@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,10 +49,13 @@ def make_clip(
     channels: int = 2,
     tone_hz: float = 440.0,
     faststart: bool = True,
+    paint: Callable[[int, tuple[int, int]], np.ndarray] | None = None,
 ) -> Path:
     """Write an mp4: frames at ``video_pts_ms`` (default: every 1/fps s), tone audio unless
     ``audio_rate`` is None. ``faststart`` puts the index first, so a truncated copy stays readable.
+    ``paint(index, size)`` draws frame ``index`` (default: its index as bars, ``bars_image``).
     """
+    paint = paint or bars_image
     pts_ms = video_pts_ms or [round(i * 1000 / fps) for i in range(round(duration * fps))]
     millisecond = fractions.Fraction(1, 1000)
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
@@ -63,7 +67,7 @@ def make_clip(
             audio = out.add_stream("aac", rate=audio_rate)
             audio.layout = "stereo" if channels == 2 else "mono"
         for index, pts in enumerate(pts_ms):
-            frame = av.VideoFrame.from_ndarray(bars_image(index, size), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(paint(index, size), format="rgb24")
             frame.pts, frame.time_base = pts, millisecond
             out.mux(video.encode(frame))
         out.mux(video.encode())

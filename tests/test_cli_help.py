@@ -96,8 +96,8 @@ def test_the_defaults_shown_are_the_librarys() -> None:
     from loco_stream.sinks.evidence import EvidenceRecorder
     from loco_stream.sinks.live_page import DEFAULT_ADDRESS
     from loco_stream.stream.stitch import DEFAULT_THRESHOLD
-    from train.extractor_sets import SETS
-    from train.pipeline import SHIPPED_EXTRACTOR_SETS
+    from train.extractor_sets import SETS, TIMINGS
+    from train.pipeline import SET_TIMINGS, SHIPPED_EXTRACTOR_SETS
 
     assert defaults.BACKENDS == BACKENDS
     assert defaults.DEFAULT_THRESHOLD == DEFAULT_THRESHOLD
@@ -110,4 +110,5 @@ def test_the_defaults_shown_are_the_librarys() -> None:
     )
     assert shown == tuple(evidence[name].default for name in ("pre", "post", "max_mb"))
     assert list(SHIPPED_EXTRACTOR_SETS) == sorted(SETS)
+    assert SET_TIMINGS == tuple(TIMINGS)
     assert export_hop == DEFAULT_HOP_STEPS

@@ -100,7 +100,7 @@ def test_extract_features_writes_a_sets_features_under_its_config_names(
     assert extract_main([*arguments, "efficientnet-logmel", "--timing", "unav100"]) == 0
     assert "writing the efficientnet-logmel extractor graphs" not in capsys.readouterr().err
     visual, audio = np.load(out / "clip_efficientnet.npy"), np.load(out / "clip_logmel.npy")
-    assert visual.shape == (9, 1280) and audio.shape == (9, 128)  # 3 s / 0.32 s
+    assert visual.shape == (9, 128) and audio.shape == (9, 128)  # 3 s / 0.32 s
     assert visual.dtype == audio.dtype == np.float32
     # the VGGish set needs its checkpoint: one line, exit status 2
     assert extract_main([*arguments, "efficientnet-vggish"]) == 2
@@ -153,7 +153,7 @@ def test_the_configs_read_the_feature_files_their_set_writes(config, name, timin
     spec = SETS[name].spec(timing)
     assert loaded.data.step_seconds == spec.step_seconds
     assert loaded.data.step_offset == spec.step_seconds / 2  # the step's own interval
-    assert (loaded.model.visual_dim, loaded.model.audio_dim) == (1280, 128)
+    assert (loaded.model.visual_dim, loaded.model.audio_dim) == SETS[name].dims
 
 
 @pytest.mark.slow
@@ -165,7 +165,7 @@ def test_a_model_directory_built_on_a_set_computes_its_features_and_detects(
     graphs that compute exactly the features the set extracted; loco-detect runs on it."""
     set_dir = set_dirs("efficientnet-logmel", "default")
     config = Config(
-        model=tiny_model_config(visual_dim=1280, audio_dim=128),
+        model=tiny_model_config(visual_dim=128, audio_dim=128),  # the set's dims
         data=DataConfig(step_seconds=0.25, step_offset=0.125),
     )
     torch.manual_seed(0)

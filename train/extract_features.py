@@ -6,10 +6,13 @@
 
 ``--extractors`` is a shipped extractor set (``synthetic``, ``efficientnet-logmel``,
 ``efficientnet-vggish``: ``train/extractor_sets.py``), whose graphs are written once into
-``FEATDIR/extractors/<set>-<timing>/`` and kept there beside the features they made, or a model
-directory (default: the packaged default model). Writes ``FEATDIR/<stem>_<visual>.npy`` (T, Dv)
-and ``FEATDIR/<stem>_<audio>.npy`` (T, Da), float32, one row per step, with the set's feature
-names (a model directory's: ``visual`` and ``audio``), the patterns the training configs read.
+``FEATDIR/extractors/<set>-<timing>/`` and kept there beside the features they made (the
+EfficientNet sets' visual head untrained: for timing and tests), a folder of two extractor graphs
+(``loco-train``'s ``WORKDIR/extractors``, with the head it trained), or a model directory
+(default: the packaged default model). Writes ``FEATDIR/<stem>_<visual>.npy`` (T, Dv) and
+``FEATDIR/<stem>_<audio>.npy`` (T, Da), float32, one row per step, with the set's feature names
+(a folder's or a model directory's: ``visual`` and ``audio``), the patterns the training configs
+read.
 Steps are cut by the same step assembly as the stream. Files already extracted are kept unless
 ``--overwrite``. A file that cannot be read is reported and skipped; the others go on, and the
 exit status is 1 if any failed.
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from loco_stream.bundle import CARD, VISUAL_GRAPH
 from loco_stream.features.checkpoints import CheckpointError
 from loco_stream.features.media import MediaError, extract_file
 from loco_stream.model_dir import ModelDirError, StepExtractors
@@ -117,6 +121,10 @@ def extract_folder(
 def prepare_extractors(args: argparse.Namespace) -> Extractors:
     """The extractors ``--extractors`` names; a shipped set's graphs are written on first use."""
     if args.extractors not in SETS:
+        folder = Path(args.extractors) if args.extractors else None
+        if folder and (folder / VISUAL_GRAPH).is_file() and not (folder / CARD).is_file():
+            ExtractorGraphs(folder).close()  # an extractor set's folder (loco-train's extractors/)
+            return Extractors(str(folder), is_set=True)
         StepExtractors(args.extractors).close()  # fail fast on a bad model directory
         return Extractors(args.extractors, is_set=False)
     extractor_set = SETS[args.extractors]
@@ -139,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extractors",
         "--model",
-        help="a shipped extractor set or a model directory (default: the packaged default model)",
+        help="a shipped extractor set, a folder of extractor graphs or a model directory "
+        "(default: the packaged default model)",
     )
     add_set_arguments(parser)
     parser.add_argument("--workers", type=int, default=1)

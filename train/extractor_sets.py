@@ -14,13 +14,19 @@ NAME                   visual                                          audio
 =====================  ==============================================  ===========================
 synthetic              the shipped CNN: 4 frames of 96x96 and their    the shipped log-mel CNN
                        differences (trained on the synthetic shapes)   (128-d)
-efficientnet-logmel    EfficientNet-Lite0, ImageNet weights, frozen:   the shipped log-mel CNN
-                       the mean 1280-d embedding of 1 frame of         over the last 0.96 s
+efficientnet-logmel    EfficientNet-Lite0 to stage 5, ImageNet         the shipped log-mel CNN
+                       weights, frozen, and a small head trained on    over the last 0.96 s
+                       the user's labelled clips (128-d): 1 frame of
                        224x224 a step (``--frames``, ``--frame-size``)
 efficientnet-vggish    the same                                        VGGish (128-d) over the
                                                                        last 0.975 s (one example);
                                                                        needs ``--vggish``
 =====================  ==============================================  ===========================
+
+The EfficientNet sets' visual head learns from labelled clips: ``loco-train --extractors NAME``
+trains it in its extractor stage (``train/map_head.py``). Written here, without labels, the head
+keeps its random initial weights: such graphs serve timing and tests, not training (a warning
+says so).
 
 Timings (``--timing``): ``default`` steps of 0.25 s, each set's own windows (the synthetic CNNs
 see their own step, EfficientNet the frame at the step's middle); ``unav100`` UnAV-100's
@@ -37,17 +43,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from export.extractors import export_extractors
 from loco_stream.bundle import DEFAULT_MODEL_DIR, EXTRACTOR_CHECKPOINT
 from loco_stream.features.checkpoints import CheckpointError
-from loco_stream.features.efficientnet_lite import (
-    EMBED_DIM,
-    IMAGENET_SIZE,
-    VisualBackbone,
-    pretrained_efficientnet_lite0,
-)
+from loco_stream.features.efficientnet_lite import IMAGENET_SIZE, pretrained_efficientnet_lite0
+from loco_stream.features.map_head import HEAD_DIM, VisualMapHead, untrained_visual_map_head
 from loco_stream.features.steps import StepSpec
 from loco_stream.features.vggish import (
     EXAMPLE_SECONDS,
@@ -57,6 +60,7 @@ from loco_stream.features.vggish import (
 )
 
 from .checkpoint import load_extractors, save_extractors
+from .map_head import HeadTraining, train_visual_head
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,9 @@ def shipped_log_mel_cnn() -> tuple[nn.Module, dict]:
 
 
 def efficientnet() -> tuple[nn.Module, dict]:
-    return VisualBackbone(pretrained_efficientnet_lite0()), {}
+    """EfficientNet-Lite0's frozen stage 5 and a head to train (seeded: the same every time)."""
+    torch.manual_seed(0)
+    return untrained_visual_map_head(pretrained_efficientnet_lite0()), {"dim": HEAD_DIM}
 
 
 def build_synthetic(files: PretrainedFiles) -> Networks:
@@ -157,11 +163,11 @@ SETS = {
             "synthetic", "visual", "audio", (128, 128), 4, 96, None, None, False, build_synthetic
         ),
         ExtractorSet(
-            "efficientnet-logmel", "efficientnet", "logmel", (EMBED_DIM, 128), 1, IMAGENET_SIZE,
+            "efficientnet-logmel", "efficientnet", "logmel", (HEAD_DIM, 128), 1, IMAGENET_SIZE,
             None, 0.96, False, build_efficientnet_logmel,
         ),
         ExtractorSet(
-            "efficientnet-vggish", "efficientnet", "vggish", (EMBED_DIM, 128), 1, IMAGENET_SIZE,
+            "efficientnet-vggish", "efficientnet", "vggish", (HEAD_DIM, 128), 1, IMAGENET_SIZE,
             None, EXAMPLE_SECONDS, True, build_efficientnet_vggish,
         ),
     )
@@ -175,14 +181,28 @@ def write_extractor_set(
     files: PretrainedFiles | None = None,
     frames: int | None = None,
     frame_size: int | None = None,
-) -> dict[str, float]:
+    head_training: HeadTraining | None = None,
+) -> dict:
     """Write set ``name`` into ``out_dir``: its ``extractors.pt`` (fp16 weights, what a model
     directory ships) and the two graphs exported from it, so that features extracted with the set
-    equal a model directory's built on it. Returns each graph's max abs error against torch;
-    raises ``CheckpointError`` for a missing or bad pretrained file."""
+    equal a model directory's built on it. A visual head is trained first on ``head_training``'s
+    clips (without them it keeps its initial weights, with a warning). Returns a report: each
+    graph's max abs error against torch, and the head's held-out accuracy; raises
+    ``CheckpointError`` for a missing or bad pretrained file."""
     extractor_set = SETS[name]
     spec = extractor_set.spec(timing, frames, frame_size)
     networks = extractor_set.build(files or PretrainedFiles())
+    report: dict = {}
+    visual = networks["visual"][0]
+    if isinstance(visual, VisualMapHead):
+        if head_training is None:
+            print(
+                f"warning: {name}'s visual head is untrained (loco-train --extractors {name} "
+                "trains it on labelled clips): these graphs serve timing and tests, not training",
+                file=sys.stderr,
+            )
+        else:
+            report.update(train_visual_head(visual, spec, head_training))
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / EXTRACTOR_CHECKPOINT
     encoders = {modality: network for modality, (network, _) in networks.items()}
@@ -190,7 +210,7 @@ def write_extractor_set(
     save_extractors(checkpoint, spec, encoders, options)
     shipped, _ = load_extractors(checkpoint)
     visual_dim, audio_dim = extractor_set.dims
-    return export_extractors(
+    report["onnx_max_abs_error"] = export_extractors(
         shipped["audio"],
         shipped["visual"],
         spec,
@@ -198,6 +218,7 @@ def write_extractor_set(
         audio_dim=audio_dim,
         visual_dim=visual_dim,
     )
+    return report
 
 
 def add_set_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,13 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = PretrainedFiles(args.vggish, args.vggish_pca)
     try:
-        errors = write_extractor_set(
+        report = write_extractor_set(
             args.name, args.out, args.timing, files, args.frames, args.frame_size
         )
     except CheckpointError as error:
         print(f"extractor_sets: error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({"set": args.name, "out": str(args.out), "onnx_max_abs_error": errors}))
+    print(json.dumps({"set": args.name, "out": str(args.out), **report}))
     return 0
 
 

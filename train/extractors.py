@@ -118,12 +118,16 @@ def fit(
     batch_size: int,
     name: str,
     seed: int,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
 ) -> None:
-    """Multi-label BCE with AdamW and a cosine schedule."""
+    """Multi-label BCE with AdamW and a one-cycle schedule peaking at ``lr``."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=2e-3, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(
+        (p for p in classifier.parameters() if p.requires_grad), lr=lr, weight_decay=weight_decay
+    )
     total = epochs * ((len(inputs) + batch_size - 1) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=total)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
     loss_function = nn.BCEWithLogitsLoss()
     classifier.train()
     for epoch in range(epochs):

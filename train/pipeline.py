@@ -48,6 +48,7 @@ LIMITED_FLAGS = {
 }
 # train/extractor_sets.py's SETS, named here without importing torch (tests/test_cli_help.py)
 SHIPPED_EXTRACTOR_SETS = ("efficientnet-logmel", "efficientnet-vggish", "synthetic")
+SET_TIMINGS = ("default", "unav100")  # and its TIMINGS
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -63,6 +64,15 @@ def parse_args(argv: list[str] | None) -> Settings:
         help=f"the feature extractors: {TRAINABLE} (the project's CNNs, trained here) or a "
         f"shipped set: {', '.join(SHIPPED_EXTRACTOR_SETS)} (default: {TRAINABLE})",
     )
+    parser.add_argument(
+        "--timing",
+        choices=SET_TIMINGS,
+        default="default",
+        help="a shipped set's steps: default (0.25 s) or unav100 (UnAV-100's 0.32 s, windows of "
+        "0.96 s) (default: default)",
+    )
+    parser.add_argument("--vggish", type=Path, help="VGGish checkpoint, for efficientnet-vggish")
+    parser.add_argument("--vggish-pca", type=Path, help="its PCA file (vggish_pca_params-*.pth)")
     parser.add_argument(
         "--background",
         type=Path,
@@ -87,7 +97,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         "--extractor-clips",
         type=int,
         default=200,
-        help="labelled clips the trainable extractors learn from (default: 200)",
+        help="labelled clips the trainable extractors (or a pretrained set's visual head) learn "
+        "from (default: 200)",
     )
     parser.add_argument(
         "--extractor-epochs",
@@ -125,6 +136,9 @@ def parse_args(argv: list[str] | None) -> Settings:
         out=args.out,
         workdir=workdir,
         extractors=args.extractors,
+        timing=args.timing,
+        vggish=args.vggish,
+        vggish_pca=args.vggish_pca,
         background=args.background,
         epochs=args.epochs,
         config=args.config,

@@ -23,6 +23,9 @@ class Settings:
     out: Path
     workdir: Path
     extractors: str = TRAINABLE
+    timing: str = "default"  # a shipped set's step timing (train/extractor_sets.py, TIMINGS)
+    vggish: Path | None = None  # VGGish's checkpoint and PCA file, for efficientnet-vggish
+    vggish_pca: Path | None = None
     background: Path | None = None
     epochs: int | None = None
     config: Path = DEFAULT_CONFIG

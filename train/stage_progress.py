@@ -81,6 +81,10 @@ def data_fingerprint(settings: Settings) -> str:
     # only when set: the work folders of runs without the option keep their fingerprint
     knobs += ("skip_missing_videos",) if settings.skip_missing_videos else ()
     knobs += (str(settings.extractors_from.resolve()),) if settings.extractors_from else ()
+    knobs += (settings.timing,) if settings.timing != "default" else ()
+    knobs += tuple(str(p.resolve()) for p in (settings.vggish, settings.vggish_pca) if p)
+    # the EfficientNet sets' visual head on stage 5 (work folders of the pooled embedding redo all)
+    knobs += ("stage-5 head",) if settings.extractors.startswith("efficientnet") else ()
     return _digest([*parts, json.dumps(knobs)])
 
 

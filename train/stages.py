@@ -15,6 +15,7 @@ from pathlib import Path
 from export.job import export_model_dir, load_job
 from loco_stream.bundle import EXTRACTOR_CHECKPOINT, WINDOW_CHECKPOINT
 from loco_stream.config import load_config
+from loco_stream.features.checkpoints import CheckpointError
 from loco_stream.model_dir import ModelDir
 from loco_stream.runtime.extractor_graphs import ExtractorGraphs
 
@@ -26,6 +27,7 @@ from .extractors import LabelledClip, train_extractors
 from .feature_check import check_features, report_json, report_text
 from .input_check import check_inputs
 from .loop import train
+from .map_head import HeadTraining
 from .model_card import card_results, model_card_text
 from .run_settings import TRAINABLE, InputError, Settings
 from .stage_progress import Progress, data_fingerprint, training_fingerprint
@@ -39,6 +41,13 @@ def run(settings: Settings) -> tuple[dict, Progress]:
     if settings.extractors not in (TRAINABLE, *SETS):
         raise InputError(
             f"--extractors {settings.extractors!r}: use {TRAINABLE} or one of {sorted(SETS)}"
+        )
+    if settings.timing != "default" and settings.extractors == TRAINABLE:
+        raise InputError(f"--timing {settings.timing} applies to a shipped set (--extractors)")
+    if settings.extractors == "efficientnet-vggish" and settings.vggish is None:
+        raise InputError(
+            "--extractors efficientnet-vggish needs VGGish's checkpoint: pass --vggish "
+            "vggish-10086976.pth (docs/extractors.md says where to download it)"
         )
     if not settings.annotations.is_file():
         raise InputError(f"--annotations {settings.annotations} does not exist")
@@ -154,9 +163,6 @@ def make_extractors(settings: Settings, database: dict, num_classes: int, folder
                 raise InputError(f"--extractors-from {settings.extractors_from} has no {name}")
             shutil.copyfile(source, folder / name)
         return {"set": TRAINABLE, "taken_from": str(settings.extractors_from)}
-    if settings.extractors != TRAINABLE:
-        errors = write_extractor_set(settings.extractors, folder, files=PretrainedFiles())
-        return {"set": settings.extractors, "onnx_max_abs_error": errors}
 
     def clips(subset: str, labelled_limit: int) -> list[LabelledClip]:
         chosen = [v for v, e in sorted(database.items()) if e["subset"] == subset]
@@ -171,9 +177,24 @@ def make_extractors(settings: Settings, database: dict, num_classes: int, folder
             for v in labelled + background
         ]
 
+    train_clips = clips("train", settings.extractor_clips)
+    held_out_clips = clips("validation", max(settings.extractor_clips // 6, 4))
+    if settings.extractors != TRAINABLE:  # a shipped set: only its visual head (if any) learns
+        head_training = HeadTraining(
+            train_clips, held_out_clips, num_classes, folder / "maps", seed=settings.seed
+        )
+        files = PretrainedFiles(settings.vggish, settings.vggish_pca)
+        try:
+            report = write_extractor_set(
+                settings.extractors, folder, settings.timing, files, head_training=head_training
+            )
+        except CheckpointError as error:
+            raise InputError(str(error)) from None
+        return {"set": settings.extractors, **report}
+
     report = train_extractors(
-        clips("train", settings.extractor_clips),
-        clips("validation", max(settings.extractor_clips // 6, 4)),
+        train_clips,
+        held_out_clips,
         folder,
         num_classes,
         settings.extractor_epochs,

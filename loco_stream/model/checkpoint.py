@@ -22,6 +22,7 @@ from torch import nn
 
 from ..config import Config, ConfigError, config_from_dict
 from ..features.efficientnet_lite import EfficientNetLite0, VisualBackbone
+from ..features.map_head import untrained_visual_map_head
 from ..features.networks import AudioEncoder, VisualEncoder
 from ..features.steps import StepSpec
 from ..features.vggish import empty_audio_vggish
@@ -38,6 +39,7 @@ EXTRACTOR_NETWORKS: dict[str, Callable[[StepSpec, dict], nn.Module]] = {
     "VisualEncoder": lambda spec, options: VisualEncoder(spec.frames_per_step, **options),
     "VisualBackbone": lambda spec, options: VisualBackbone(EfficientNetLite0()),
     "AudioVGGish": lambda spec, options: empty_audio_vggish(**options),
+    "VisualMapHead": lambda spec, options: untrained_visual_map_head(**options),
 }
 
 
