@@ -100,6 +100,31 @@ def test_bad_inputs_fail_early_with_one_message(
     assert not (tmp_path / "m").exists()  # nothing half-written where the model goes
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--extractors", "efficientnet-vggish"],
+            "--extractors efficientnet-vggish needs VGGish's checkpoint: pass --vggish",
+        ),
+        (
+            ["--extractors", "efficientnet-vggish", "--vggish", "nowhere.pth"],
+            "VGGish checkpoint file nowhere.pth does not exist; download",
+        ),
+        (["--timing", "unav100"], "--timing unav100 applies to a shipped set (--extractors)"),
+    ],
+    ids=["vggish-without-checkpoint", "vggish-checkpoint-missing", "timing-of-trainable"],
+)
+def test_extractor_options_that_cannot_work_get_one_line(
+    tmp_path: Path, small_videos: Path, capsys, options, message
+) -> None:
+    assert run_train(tmp_path, small_videos, good_database(), *options) == 2
+    error = capsys.readouterr().err
+    assert "loco-train: error: " in error and message in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "m").exists()
+
+
 def test_validation_is_held_out_keeping_every_class_in_train(tmp_path: Path) -> None:
     from train.input_check import hold_out_validation
 

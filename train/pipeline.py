@@ -71,8 +71,12 @@ def parse_args(argv: list[str] | None) -> Settings:
         help="a shipped set's steps: default (0.25 s) or unav100 (UnAV-100's 0.32 s, windows of "
         "0.96 s) (default: default)",
     )
-    parser.add_argument("--vggish", type=Path, help="VGGish checkpoint, for efficientnet-vggish")
-    parser.add_argument("--vggish-pca", type=Path, help="its PCA file (vggish_pca_params-*.pth)")
+    parser.add_argument(
+        "--vggish", type=Path, help="VGGish checkpoint, for efficientnet-vggish (default: none)"
+    )
+    parser.add_argument(
+        "--vggish-pca", type=Path, help="its PCA file (default: none, the raw 128-d embedding)"
+    )
     parser.add_argument(
         "--background",
         type=Path,
