@@ -69,6 +69,11 @@ BATCH_GRAPHS = {  # role -> the graph with a free batch axis (optional, written 
 }
 METADATA_KEY = "loco_stream"  # key of each graph's metadata JSON in its metadata_props
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default_model"
+# --model NAME: the packaged models (both know the 16 synthetic demo classes only)
+PACKAGED_MODELS = {
+    "default": DEFAULT_MODEL_DIR,  # the small CNNs trained on the synthetic shapes
+    "efficientnet": DEFAULT_MODEL_DIR.with_name("efficientnet_model"),  # the pretrained set
+}
 DEFAULT_HOP_STEPS = 4  # steps between two runs of the window graph: 1 s at 0.25 s a step
 REEXPORT = "re-export the model directory with `python -m export`"
 
@@ -470,8 +475,11 @@ def write_card(folder: Path, card: ModelCard) -> Path:
 
 
 def resolve_dir(path: str | Path | None) -> Path:
-    """The model directory ``path``, or the packaged default model for None."""
+    """The model directory ``path``, a packaged model's by its name (``PACKAGED_MODELS``, where no
+    folder of that name exists), or the packaged default model for None."""
     folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if path is not None and str(path) in PACKAGED_MODELS and not folder.exists():
+        folder = PACKAGED_MODELS[str(path)]
     if not folder.is_dir():
         hint = (
             "the package was installed without its default model; reinstall it or pass --model"

@@ -18,7 +18,9 @@ import pytest
 from loco_stream.bundle import (
     AUDIO_GRAPH,
     CARD,
+    DEFAULT_MODEL_DIR,
     OFFLINE_STEP_GRAPH,
+    PACKAGED_MODELS,
     STEP_GRAPH,
     VISUAL_GRAPH,
     WINDOW_GRAPH,
@@ -28,6 +30,7 @@ from loco_stream.bundle import (
     ModelCard,
     ModelDirError,
     read_bundle,
+    resolve_dir,
 )
 from loco_stream.model_dir import ModelDir
 
@@ -213,6 +216,32 @@ def test_torch_backend_names_a_missing_checkpoint(copy_of_tiny: Path):
     with pytest.raises(MissingFileError, match=r"loco\.pt: the torch backend runs the checkpoint"):
         ModelDir(copy_of_tiny, "torch")
     ModelDir(copy_of_tiny).close()  # the graphs alone still make a model directory
+
+
+def test_packaging_leaves_the_torch_checkpoints_out_and_the_graphs_run(
+    tiny_model_dir: Path, tmp_path: Path
+):
+    from train.efficientnet_model import package
+
+    package(tiny_model_dir, tmp_path / "packaged")
+    assert not (tmp_path / "packaged" / "loco.pt").exists()
+    assert not (tmp_path / "packaged" / "extractors.pt").exists()
+    card = read_bundle(tmp_path / "packaged")  # every file it lists is there and unchanged
+    assert "loco.pt" not in card.files and WINDOW_GRAPH in card.files
+    with ModelDir(tmp_path / "packaged") as packaged, ModelDir(tiny_model_dir) as original:
+        assert packaged.info == original.info
+    with pytest.raises(MissingFileError, match=r"loco\.pt: the torch backend runs the checkpoint"):
+        ModelDir(tmp_path / "packaged", "torch")
+
+
+def test_a_packaged_model_is_named_unless_a_folder_has_that_name(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_dir("default") == DEFAULT_MODEL_DIR == resolve_dir(None)
+    assert resolve_dir(Path("efficientnet")) == PACKAGED_MODELS["efficientnet"]
+    (tmp_path / "default").mkdir()
+    assert resolve_dir("default") == Path("default")  # the user's own folder comes first
+    with pytest.raises(MissingFileError, match="no such model directory"):
+        resolve_dir("efficientnet-v2")
 
 
 def test_the_runtime_opens_a_model_directory_without_torch(tiny_model_dir: Path):

@@ -42,20 +42,26 @@ ONLINE_CROPS = "data.online_crop_share=0.5"
 
 
 def render(
-    workdir: Path, counts: dict[str, int], long_clips: int = 0, long_duration: float = 150.0
+    workdir: Path,
+    counts: dict[str, int],
+    long_clips: int = 0,
+    long_duration: float = 150.0,
+    seeds: dict[str, int] = SPLITS,
+    duration: float | None = None,
 ) -> int:
-    """Render the clips each split still lacks, and the long train clips; returns how many were
+    """Render the clips each split still lacks (split -> generator seed: ``seeds``; of
+    ``duration`` s, None: the generator's own), and the long train clips; returns how many were
     rendered."""
-    jobs = [(split, SPLITS[split], count, None) for split, count in counts.items()]
+    jobs = [(split, seeds[split], count, duration) for split, count in counts.items()]
     if long_clips:
         jobs.append(("train", LONG_SEED, long_clips, long_duration))
     rendered = 0
     annotations = workdir / "annotations.json"
     existing = json.loads(annotations.read_text())["database"] if annotations.exists() else {}
-    for split, seed, count, duration in jobs:
+    for split, seed, count, seconds in jobs:
         prefix = dataset_prefix(seed, split)
         have = sum(1 for video_id in existing if video_id.startswith(prefix))
-        what = f"{split} clips" + (f" of {duration:g} s" if duration else "")
+        what = f"{split} clips" + (f" of {seconds:g} s" if seconds else "")
         if have >= count:
             print(f"[render] {have} {what} already rendered")
             continue
@@ -67,7 +73,7 @@ def render(
             split,
             workers=2,
             progress=True,
-            duration=duration,
+            duration=seconds,
             first=have,
         )
         rendered += count - have

@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loco-detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", nargs="+", type=Path, help="video files with an audio track")
     parser.add_argument("--output", type=Path, required=True, help="results JSON to write")
-    parser.add_argument("--model", help="model directory (default: the packaged default model)")
+    parser.add_argument(
+        "--model",
+        help="model directory, or a packaged model: default or efficientnet, both knowing 16 "
+        "synthetic demo classes only (default: default)",
+    )
     parser.add_argument(
         "--backend",
         default="onnxruntime",
