@@ -1,7 +1,7 @@
 """Cost of the per-step extractors per second of media, and the stream end to end on them.
 
     python benchmarks/bench_extractors.py [--threads 2] [--repeats 30] [--videos data/synth/videos]
-        [--clips 3] [--skip-stream]
+        [--clips 3] [--skip-stream] [--skip-extractors] [--model DIR|NAME]
 
 1. Each extractor network, exported to ONNX as the sets export it and run by ONNX Runtime on
    ``--threads`` threads, one step at a time as the stream runs it: the median time of one step,
@@ -12,7 +12,8 @@
    assembly, extraction, the window graph every hop, decoding, stitching) on ``--clips`` videos of
    ``--videos`` with a model directory on the ``efficientnet-logmel`` set: an untrained edge LoCo
    of ``configs/edge_efficientnet_logmel.yaml`` (its cost does not depend on its weights) exported
-   with ``python -m export``. Real-time factor = compute seconds / media seconds (target <= 0.10).
+   with ``python -m export``, or ``--model`` (a model directory or a packaged model's name, e.g.
+   ``efficientnet``). Real-time factor = compute seconds / media seconds (target <= 0.10).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from loco_stream.features.efficientnet_lite import (  # noqa: E402
     VisualBackbone,
     pretrained_efficientnet_lite0,
 )
+from loco_stream.features.map_head import untrained_visual_map_head  # noqa: E402
 from loco_stream.features.steps import StepSpec  # noqa: E402
 from loco_stream.features.vggish import EXAMPLE_SECONDS, AudioVGGish, VGGish  # noqa: E402
 from loco_stream.model import LoCo  # noqa: E402
@@ -90,6 +92,10 @@ def cases() -> list[Case]:
     rows.append(
         Case("EfficientNet-Lite0, 1 frame 224, 0.32-s hop", efficientnet, spec(0.32), "visual")
     )
+    stage5 = untrained_visual_map_head(efficientnet.network)  # the EfficientNet sets' visual side
+    for size in (224, 160):
+        name = f"Lite0 to stage 5 + head, 1 frame {size}x{size}"
+        rows.append(Case(name, stage5, spec(0.25, 1, size), "visual"))
     return rows
 
 
@@ -165,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=Path, default=ROOT / "data" / "synth" / "videos")
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--skip-stream", action="store_true")
+    parser.add_argument("--skip-extractors", action="store_true", help="the stream part only")
+    parser.add_argument("--model", help="stream this model directory (default: an untrained one)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")  # exporter chatter; small synthetic frames are enlarged
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(temporary)
         print(f"extractors, ONNX Runtime on {args.threads} threads, one step at a time")
         print(f"{'extractor':48} {'hop s':>6} {'ms/step':>8} {'ms/s media':>11} {'RTF':>7}")
-        for case in cases():
+        for case in [] if args.skip_extractors else cases():
             seconds = time_case(case, folder, args.threads, args.repeats)
             per_media_second = seconds / case.spec.step_seconds
             print(
@@ -186,12 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         if not videos:
             print(f"no .mp4 videos in {args.videos}: stream part skipped", file=sys.stderr)
             return 1
-        model_dir = stream_model_dir(folder)
+        model_dir = args.model or stream_model_dir(folder)
         media, compute, wall = stream_real_time_factor(model_dir, videos, args.threads)
         print(
-            f"\nstream end to end, efficientnet-logmel (1 frame 224x224 a 0.25-s step, log-mel "
-            f"CNN over 0.96 s) + edge LoCo, {len(videos)} clips, {media:.1f} s of media: "
-            f"real-time factor {compute / media:.3f} (compute), {wall / media:.3f} (wall)"
+            f"\nstream end to end, {args.model or 'an untrained edge LoCo on efficientnet-logmel'} "
+            f"(1 frame 224x224 a 0.25-s step, log-mel CNN over 0.96 s), {len(videos)} clips, "
+            f"{media:.1f} s of media: real-time factor {compute / media:.3f} (compute), "
+            f"{wall / media:.3f} (wall)"
         )
     return 0
 

@@ -61,10 +61,24 @@ MAX_PROCESSES = 48  # separate processes tried at most (memory: a few hundred MB
 # ---- preparation: model directories with batched graphs, clips ----
 
 
+def extractor_dims(set_name: str) -> tuple[int, int]:
+    from train.extractor_sets import SETS as EXTRACTOR_SETS
+
+    return EXTRACTOR_SETS[set_name].dims
+
+
+def cached_dims(model: Path) -> tuple[int, int]:
+    """(visual, audio) feature sizes of a cached model directory (an older set's differ)."""
+    from loco_stream.bundle import read_card
+
+    extractors = read_card(model).extractors
+    return extractors["visual"].feature_dim, extractors["audio"].feature_dim
+
+
 def model_dir(set_name: str, vggish: Path | None) -> Path:
     """The cached model directory of ``set_name`` with its batched graphs (built on first use)."""
     out = CACHE / "models" / set_name
-    if (out / "loco_batch.onnx").is_file():
+    if (out / "loco_batch.onnx").is_file() and cached_dims(out) == extractor_dims(set_name):
         return out
     import torch
 
@@ -110,7 +124,7 @@ def model_dir(set_name: str, vggish: Path | None) -> Path:
             },
         )
     args = ["--checkpoint", str(checkpoint), "--extractors", str(extractors)]
-    status = export_main([*args, "--out", str(out), "--batch"])
+    status = export_main([*args, "--out", str(out), "--batch", "--force"])
     if status:
         raise SystemExit(f"bench_streams: exporting the {set_name} model directory failed")
     return out
