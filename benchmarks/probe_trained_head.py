@@ -7,11 +7,12 @@ pooled ImageNet embedding loses? (issue 23)
 1. Each step's frame, as the ``efficientnet-logmel`` set sees it (the step's middle, 224x224),
    goes through EfficientNet-Lite0 (ImageNet weights, frozen) up to the end of stage 5 (blocks
    0-10); that output, (T, 112, 14, 14) a clip, is cached in float16 under ``--maps``.
-2. A head (1x1 conv 112 -> 128 and 3x3 conv 128 -> 128, each with BatchNorm and ReLU, a max
-   pool over the 14 x 14 places, a linear 128 -> 128 with ReLU: the embedding) and a linear
-   classifier over the 16 classes learn, from the train split only, which classes are on screen
-   in each step (the annotations' ``visible`` list, heard or not), as the ``trainable`` set's
-   small CNNs learn.
+2. A head (``loco_stream/features/map_head.py``'s ``MapHead``: 1x1 conv 112 -> 128 and 3x3 conv
+   128 -> 128, each with BatchNorm and ReLU, a max pool over the 14 x 14 places, a linear
+   128 -> 128 with ReLU: the embedding) and a linear classifier over the 16 classes learn, from
+   the train split only, which classes are on screen in each step (the annotations' ``visible``
+   list, heard or not), at a constant learning rate (``loco-train``'s extractor stage trains the
+   same head with a one-cycle schedule: ``train/map_head.py``).
 3. The embedding of every step of every clip is written as ``ID_efficientnet.npy`` (T, 128)
    under ``--out``, beside a link to the clip's ``ID_logmel.npy`` in ``--audio``: a folder
    that ``benchmarks/bench_training.py`` reads as the ``efficientnet-logmel`` set:
@@ -34,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional
 from tqdm import tqdm
 
@@ -42,34 +42,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from loco_stream.features.efficientnet_lite import (  # noqa: E402
-    EfficientNetLite0,
     normalise,
     pretrained_efficientnet_lite0,
 )
+from loco_stream.features.map_head import HEAD_DIM, MapHead, Stage5Trunk  # noqa: E402
 from loco_stream.features.media import file_steps  # noqa: E402
+from loco_stream.features.networks import PresenceClassifier  # noqa: E402
 from train.data import VideoRecord, load_records  # noqa: E402
 from train.extractor_sets import SETS  # noqa: E402
 from train.feature_check import check_modality, step_labels  # noqa: E402
 
 NUM_CLASSES = 16
-STAGE5_END = 10  # index in ``_blocks`` of stage 5's last block: output 112 x 14 x 14 at 224
-MAP_CHANNELS = 112
-WIDTH = 128  # the head's channels and embedding size
 BATCH = 128  # steps per optimiser step
 FRAMES_PER_PASS = 32
 SPLITS = ("train", "validation", "test")
 
 
 @torch.no_grad()
-def stage5_map(network: EfficientNetLite0, frames: np.ndarray) -> torch.Tensor:
+def stage5_map(trunk: Stage5Trunk, frames: np.ndarray) -> torch.Tensor:
     """(N, 224, 224, 3) uint8 -> (N, 112, 14, 14): the output of stage 5."""
-    x = functional.relu6(network._bn0(network._conv_stem(normalise(torch.from_numpy(frames)))))
-    for block in network._blocks[: STAGE5_END + 1]:
-        x = block(x)
-    return x
+    return trunk(normalise(torch.from_numpy(frames)))
 
 
-def clip_maps(record: VideoRecord, data: Path, cache: Path, spec, network) -> np.ndarray:
+def clip_maps(record: VideoRecord, data: Path, cache: Path, spec, trunk) -> np.ndarray:
     """(T, 112, 14, 14) float16 stage-5 maps of one clip's steps (cached)."""
     cached = cache / f"{record.video_id}.npy"
     if cached.exists():
@@ -77,7 +72,7 @@ def clip_maps(record: VideoRecord, data: Path, cache: Path, spec, network) -> np
     steps = file_steps(data / "videos" / f"{record.video_id}.mp4", spec)
     frames = np.stack([step.frames[0] for step in steps])
     maps = [
-        stage5_map(network, frames[start : start + FRAMES_PER_PASS])
+        stage5_map(trunk, frames[start : start + FRAMES_PER_PASS])
         for start in range(0, len(frames), FRAMES_PER_PASS)
     ]
     result = torch.cat(maps).numpy().astype(np.float16)
@@ -95,33 +90,11 @@ def on_screen(video: dict, steps: int, step_seconds: float) -> np.ndarray:
     return shown
 
 
-class MapHead(nn.Module):
-    """(B, 112, 14, 14) stage-5 map -> (B, 128) embedding; ``classify`` adds (B, 16) logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(MAP_CHANNELS, WIDTH, 1),
-            nn.BatchNorm2d(WIDTH),
-            nn.ReLU(),
-            nn.Conv2d(WIDTH, WIDTH, 3, padding=1),
-            nn.BatchNorm2d(WIDTH),
-            nn.ReLU(),
-        )
-        self.embed = nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU())
-        self.classifier = nn.Linear(WIDTH, NUM_CLASSES)
-
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.embed(self.body(maps).amax(dim=(2, 3)))
-
-    def classify(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self(maps))
-
-
 def train_head(maps: np.ndarray, shown: np.ndarray, epochs: int, seed: int) -> MapHead:
-    """Fit the head to (S, 112, 14, 14) maps and (S, 16) on-screen targets."""
+    """Fit the head (the EfficientNet sets' ``MapHead``) with a linear classifier to
+    (S, 112, 14, 14) maps and (S, 16) on-screen targets, at a constant learning rate."""
     torch.manual_seed(seed)
-    head = MapHead()
+    head = PresenceClassifier(MapHead(), HEAD_DIM, NUM_CLASSES)
     optimiser = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
     targets = torch.from_numpy(shown)
     for epoch in range(epochs):
@@ -131,20 +104,20 @@ def train_head(maps: np.ndarray, shown: np.ndarray, epochs: int, seed: int) -> M
         batches = tqdm(range(0, len(maps), BATCH), desc=f"head epoch {epoch + 1}", leave=False)
         for start in batches:
             chosen = np.sort(order[start : start + BATCH].numpy())  # sorted: faster gathers
-            logits = head.classify(torch.from_numpy(maps[chosen]).float())
+            logits = head(torch.from_numpy(maps[chosen])[:, None])  # one frame a step
             loss = functional.binary_cross_entropy_with_logits(logits, targets[chosen])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total += loss.item() * len(chosen)
         print(f"head epoch {epoch + 1}/{epochs}: loss {total / len(maps):.4f}", flush=True)
-    return head.eval()
+    return head.encoder.eval()
 
 
 @torch.no_grad()
 def embed(head: MapHead, maps: np.ndarray) -> np.ndarray:
     """(T, 112, 14, 14) -> (T, 128) float32."""
-    parts = [head(torch.from_numpy(maps[i : i + 256]).float()) for i in range(0, len(maps), 256)]
+    parts = [head(torch.from_numpy(maps[i : i + 256])[:, None]) for i in range(0, len(maps), 256)]
     return torch.cat(parts).numpy()
 
 
@@ -183,12 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     annotations = args.data / "annotations.json"
     database = json.loads(annotations.read_text())["database"]
     records = {split: load_records(annotations, split, NUM_CLASSES)[0] for split in SPLITS}
-    network = pretrained_efficientnet_lite0()
+    trunk = Stage5Trunk(pretrained_efficientnet_lite0())
 
     began = time.perf_counter()
     maps = {
         split: [
-            clip_maps(record, args.data, args.maps, spec, network)
+            clip_maps(record, args.data, args.maps, spec, trunk)
             for record in tqdm(chosen, desc=f"{split} maps", unit="clip")
         ]
         for split, chosen in records.items()
