@@ -196,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         model_dir = args.model or stream_model_dir(folder)
         media, compute, wall = stream_real_time_factor(model_dir, videos, args.threads)
+        what = args.model or (
+            "an untrained edge LoCo on efficientnet-logmel (1 frame 224x224 a 0.25-s step, "
+            "log-mel CNN over 0.96 s)"
+        )
         print(
-            f"\nstream end to end, {args.model or 'an untrained edge LoCo on efficientnet-logmel'} "
-            f"(1 frame 224x224 a 0.25-s step, log-mel CNN over 0.96 s), {len(videos)} clips, "
-            f"{media:.1f} s of media: real-time factor {compute / media:.3f} (compute), "
-            f"{wall / media:.3f} (wall)"
+            f"\nstream end to end, {what}, {len(videos)} clips, {media:.1f} s of media: "
+            f"real-time factor {compute / media:.3f} (compute), {wall / media:.3f} (wall)"
         )
     return 0
 

@@ -43,6 +43,11 @@ SEEDS = {"train": 11, "validation": 12, "test": 13}
 COUNTS = {"train": 160, "validation": 20, "test": 24}
 CLIP_SECONDS = 40.0
 TORCH_ONLY = (WINDOW_CHECKPOINT, EXTRACTOR_CHECKPOINT)
+PACKAGED_NOTE = (
+    "Packaged by `python -m train.efficientnet_model`: the model directory below without its "
+    "torch checkpoints (`loco.pt`, `extractors.pt`), so `--backend torch` and a re-export need "
+    "the directory it was built in. It knows the 16 synthetic demo classes only."
+)
 
 
 def package(model: Path, out: Path) -> None:
@@ -56,6 +61,10 @@ def package(model: Path, out: Path) -> None:
         if path.is_file() and path.name not in (*TORCH_ONLY, CARD):
             shutil.copyfile(path, out / path.name)
     write_card(out, dataclasses.replace(card, files=kept))  # reads every listed file back
+    notes = (out / "MODEL_CARD.md").read_text() if (out / "MODEL_CARD.md").is_file() else ""
+    (out / "MODEL_CARD.md").write_text(
+        f"{PACKAGED_NOTE}\n\n{notes}" if notes else PACKAGED_NOTE + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
