@@ -1,4 +1,5 @@
-"""The shipped default model: complete, small, TensorRT-ready, re-exportable, and it detects."""
+"""The packaged models (the default and `--model efficientnet`): complete, small, TensorRT-ready,
+re-exportable (the default), and they detect."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from export.trt_readiness import check_trt_readiness
-from loco_stream.bundle import DEFAULT_MODEL_DIR
+from loco_stream.bundle import DEFAULT_MODEL_DIR, PACKAGED_MODELS
 from loco_stream.evaluation import evaluate, load_predictions
 from loco_stream.model_dir import ModelDir
 from loco_stream.offline import detect_clip
@@ -165,3 +166,32 @@ def test_default_checkpoints_re_export_to_the_shipped_graphs(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "events.jsonl").read_text().strip()
+
+
+def test_the_efficientnet_model_is_small_tensorrt_ready_and_detects_fresh_clips(tmp_path):
+    """The second packaged model (``--model efficientnet``): EfficientNet-Lite0's stage 5 and the
+    trained head, no torch checkpoints, under 30 MB; it finds the events of clips it never saw."""
+    folder = PACKAGED_MODELS["efficientnet"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) < SIZE_LIMIT
+    assert not (folder / "loco.pt").exists() and not (folder / "extractors.pt").exists()
+    for name in ("loco.onnx", "loco_step.onnx", "visual_extractor.onnx"):
+        assert check_trt_readiness(folder / name) == [], name
+    with ModelDir("efficientnet") as model:
+        assert model.path == folder and len(model.info.classes) == 16
+        assert model.card.extractors["visual"].network == "VisualMapHead"
+        assert model.step_graph is not None
+        hits = total = 0
+        for index in range(4):
+            scenario = sample_scenario(seed=779, index=index, duration=30.0, split="fresh")
+            path = tmp_path / f"{scenario.video_id}.mp4"
+            write_clip(scenario, path)
+            entries, _ = detect_clip(model, path)
+            for start, end, label in scenario.events:
+                total += 1
+                hits += any(
+                    e["label_id"] == label
+                    and e["score"] >= 0.3
+                    and min(end, e["segment"][1]) - max(start, e["segment"][0]) > 0
+                    for e in entries
+                )
+    assert hits >= 0.6 * total, f"{hits} of {total} events found"
