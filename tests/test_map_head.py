@@ -16,8 +16,9 @@ from loco_stream.features.efficientnet_lite import normalise, pretrained_efficie
 from loco_stream.features.map_head import STAGE5_BLOCKS, untrained_visual_map_head
 from loco_stream.runtime.extractor_graphs import ExtractorGraphs
 from tests.media import make_clip
+from train import map_head
 from train.checkpoint import load_checkpoint, load_extractors
-from train.extractor_sets import write_extractor_set
+from train.extractor_sets import SETS, write_extractor_set
 from train.extractors import LabelledClip, step_presence
 from train.map_head import HeadTraining
 
@@ -130,3 +131,20 @@ def test_loco_train_stage_trains_a_head_that_tells_real_objects_apart(
         graphs.close()
     np.testing.assert_allclose(got, expected, atol=1e-3)
     assert np.abs(expected[0] - expected[1]).max() > 0.1  # different objects, different features
+
+
+def test_long_clips_give_an_even_share_of_their_steps(photo_clips, tmp_path, monkeypatch):
+    """Where the clips hold more steps than the head learns from, each gives evenly spread steps,
+    and their labels are those steps' own."""
+    monkeypatch.setattr(map_head, "MAX_HEAD_STEPS", 8)
+    clips = photo_clips["train"][:2]
+    training = HeadTraining(clips, [], num_classes=len(OBJECTS), cache=tmp_path)
+    spec = SETS["efficientnet-logmel"].spec(frame_size=64)
+    visual = untrained_visual_map_head()
+    maps, shown = map_head.labelled_maps(visual, clips, spec, training, "train")
+    steps = int(SECONDS / spec.step_seconds)
+    chosen = [0, 10, 21, 31]  # 4 a clip, from the first step to the last
+    assert maps.shape[:2] == (8, 1) and shown.shape == (8, len(OBJECTS))
+    for index, clip in enumerate(clips):
+        every = step_presence(clip.visible, steps, spec.step_seconds, len(OBJECTS))
+        np.testing.assert_array_equal(shown[4 * index : 4 * index + 4], every[chosen])

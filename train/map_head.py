@@ -6,10 +6,11 @@ clip once, cut by the stream's step assembly; its maps (float16, 44 KB a frame a
 cached per clip so an interrupted stage resumes, and removed once the head is trained. The head
 and a linear classifier then learn which classes each step shows (the ``visible`` intervals the
 synthetic generator records, or a user's annotated events), as the trainable CNNs learn
-(``train/extractors.py``); background clips are negatives for every class. The recipe is the one
-measured in docs/training.md ("A head trained on the frozen stage-5 map"): 6 epochs, AdamW 1e-3,
-weight decay 1e-2, batches of 128 steps, and more epochs where a small set makes fewer than 600
-optimiser steps.
+(``train/extractors.py``); background clips are negatives for every class. Where the clips hold
+more than 48,000 steps in all (long videos), each gives an even share of its steps, spread over
+it. The recipe is the one measured in docs/training.md ("A head trained on the frozen stage-5
+map"): 6 epochs, AdamW 1e-3, weight decay 1e-2, batches of 128 steps, and more epochs where a
+small set makes fewer than 600 optimiser steps.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ HEAD_BATCH = 128
 HEAD_LR = 1e-3
 HEAD_WEIGHT_DECAY = 1e-2
 STEPS_PER_PASS = 32  # steps through the trunk at once
+MAX_HEAD_STEPS = 48_000  # steps learnt from at most (2 GB of maps at 224x224): long clips share
 
 
 @dataclass(frozen=True)
@@ -53,42 +55,52 @@ class HeadTraining:
 
 
 @torch.no_grad()
-def clip_maps(visual: VisualMapHead, video: Path, spec: StepSpec, cache: Path) -> np.ndarray:
-    """(T, F, 112, h, w) float16 stage-5 maps of a clip's steps (cached under ``cache``)."""
-    key = hashlib.sha1(str(video.resolve()).encode()).hexdigest()[:16]
-    cached = cache / f"{video.stem}-{key}.npy"
+def clip_maps(
+    visual: VisualMapHead, video: Path, spec: StepSpec, cache: Path, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's steps that the head learns from, at most ``limit`` evenly spread over it (K,),
+    and their (K, F, 112, h, w) float16 stage-5 maps (cached under ``cache``)."""
+    key = hashlib.sha1(f"{video.resolve()}:{limit}".encode()).hexdigest()[:16]
+    cached = cache / f"{video.stem}-{key}.npz"
     if cached.is_file():
-        return np.load(cached)
+        with np.load(cached) as stored:
+            return stored["steps"], stored["maps"]
     steps = list(file_steps(video, spec))
     if not steps:
         raise MediaError(f"{video} is shorter than one step")
-    frames = np.stack([step.frames for step in steps])  # (T, F, H, W, 3) uint8
-    maps = [
-        visual.maps(torch.from_numpy(frames[start : start + STEPS_PER_PASS])).half().numpy()
-        for start in range(0, len(frames), STEPS_PER_PASS)
-    ]
-    result = np.concatenate(maps)
-    temporary = cached.with_suffix(".tmp.npy")
-    np.save(temporary, result)
+    chosen = np.unique(np.linspace(0, len(steps) - 1, min(limit, len(steps))).round().astype(int))
+    frames = np.stack([steps[i].frames for i in chosen])  # (K, F, H, W, 3) uint8
+    maps = np.concatenate(
+        [
+            visual.maps(torch.from_numpy(frames[start : start + STEPS_PER_PASS])).half().numpy()
+            for start in range(0, len(frames), STEPS_PER_PASS)
+        ]
+    )
+    temporary = cached.with_suffix(".tmp")
+    with temporary.open("wb") as file:
+        np.savez(file, steps=chosen, maps=maps)
     temporary.replace(cached)
-    return result
+    return chosen, maps
 
 
 def labelled_maps(
     visual: VisualMapHead, clips: list[LabelledClip], spec: StepSpec, training: HeadTraining, desc
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The clips' maps (S, F, 112, h, w) float16 and which classes each step shows (S, C)."""
+    """The clips' maps (S, F, 112, h, w) float16 and which classes each step shows (S, C); a
+    long clip gives an even share of its steps, so that the maps fit in memory."""
+    limit = max(1, MAX_HEAD_STEPS // max(1, len(clips)))
     maps, shown = [], []
     for clip in tqdm(clips, desc=f"stage-5 maps, {desc}", unit="clip"):
         try:
-            clip_map = clip_maps(visual, clip.video, spec, training.cache)
+            chosen, clip_map = clip_maps(visual, clip.video, spec, training.cache, limit)
         except MediaError as error:
             print(f"skipped {clip.video.name}: {error}", file=sys.stderr)
             continue
-        maps.append(clip_map)
-        shown.append(
-            step_presence(clip.visible, len(clip_map), spec.step_seconds, training.num_classes)
+        presence = step_presence(
+            clip.visible, int(chosen[-1]) + 1, spec.step_seconds, training.num_classes
         )
+        maps.append(clip_map)
+        shown.append(presence[chosen])
     if not maps:
         raise MediaError(f"none of the {len(clips)} {desc} clips could be decoded")
     return np.concatenate(maps), np.concatenate(shown)
