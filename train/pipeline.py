@@ -13,7 +13,9 @@ Six stages; each keeps its output in the work folder, so a rerun resumes where t
                clips as event-free training and validation clips.
 2. extractors  ``trainable`` (the default): the project's audio and visual CNNs, each learning
                from its own modality which classes are present in a step (the annotated events;
-               background clips are negatives), or a shipped frozen set (train/extractor_sets.py).
+               background clips are negatives), or a shipped set (train/extractor_sets.py), whose
+               EfficientNet visual side learns only a small head on its frozen stage 5 here
+               (train/map_head.py; ``efficientnet-logmel`` is the set recommended for real videos).
 3. features    every clip through the exported extractor graphs, the ones the stream runs,
                then the feature check (``train/feature_check.py``): dead and constant
                dimensions, NaN/inf and a linear probe per modality, with a plain warning when
