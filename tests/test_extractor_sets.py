@@ -102,6 +102,12 @@ def test_extract_features_writes_a_sets_features_under_its_config_names(
     visual, audio = np.load(out / "clip_efficientnet.npy"), np.load(out / "clip_logmel.npy")
     assert visual.shape == (9, 128) and audio.shape == (9, 128)  # 3 s / 0.32 s
     assert visual.dtype == audio.dtype == np.float32
+    # a folder of two graphs (loco-train's WORKDIR/extractors): the same features, named as asked
+    named = tmp_path / "named"
+    folder_arguments = ["--videos", str(videos), "--out", str(named), "--extractors", str(graphs)]
+    assert extract_main([*folder_arguments, "--names", "efficientnet", "logmel"]) == 0
+    np.testing.assert_array_equal(np.load(named / "clip_efficientnet.npy"), visual)
+    np.testing.assert_array_equal(np.load(named / "clip_logmel.npy"), audio)
     # the VGGish set needs its checkpoint: one line, exit status 2
     assert extract_main([*arguments, "efficientnet-vggish"]) == 2
     error = capsys.readouterr().err

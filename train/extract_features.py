@@ -2,7 +2,7 @@
 
     python -m train.extract_features --videos DIR --out FEATDIR [--extractors NAME|MODEL_DIR]
         [--timing unav100] [--vggish CKPT] [--vggish-pca PCA] [--frames N] [--frame-size PIXELS]
-        [--workers 2] [--overwrite]
+        [--names VISUAL AUDIO] [--workers 2] [--overwrite]
 
 ``--extractors`` is a shipped extractor set (``synthetic``, ``efficientnet-logmel``,
 ``efficientnet-vggish``: ``train/extractor_sets.py``), whose graphs are written once into
@@ -38,6 +38,7 @@ from loco_stream.runtime.extractor_graphs import ExtractorGraphs, ExtractorSetEr
 
 from .extractor_sets import SETS, PretrainedFiles, add_set_arguments, write_extractor_set
 
+NAMES = ("visual", "audio")  # feature file names of a model directory or a folder's graphs
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
 
 
@@ -47,7 +48,7 @@ class Extractors:
 
     folder: str | None  # None: the packaged default model
     is_set: bool  # an extractor set (two graphs) rather than a model directory
-    names: tuple[str, str] = ("visual", "audio")
+    names: tuple[str, str] = NAMES
 
     def open(self, threads: int = 2) -> StepExtractors | ExtractorGraphs:
         if self.is_set:
@@ -124,7 +125,7 @@ def prepare_extractors(args: argparse.Namespace) -> Extractors:
         folder = Path(args.extractors) if args.extractors else None
         if folder and (folder / VISUAL_GRAPH).is_file() and not (folder / CARD).is_file():
             ExtractorGraphs(folder).close()  # an extractor set's folder (loco-train's extractors/)
-            return Extractors(str(folder), is_set=True)
+            return Extractors(str(folder), is_set=True, names=tuple(args.names or NAMES))
         StepExtractors(args.extractors).close()  # fail fast on a bad model directory
         return Extractors(args.extractors, is_set=False)
     extractor_set = SETS[args.extractors]
@@ -151,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the packaged default model)",
     )
     add_set_arguments(parser)
+    parser.add_argument(
+        "--names",
+        nargs=2,
+        metavar=("VISUAL", "AUDIO"),
+        help="feature file names of a folder of extractor graphs, e.g. efficientnet logmel for "
+        "the set loco-train wrote (default: visual audio)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
