@@ -41,43 +41,30 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loco_stream.features.efficientnet_lite import (  # noqa: E402
-    normalise,
-    pretrained_efficientnet_lite0,
+from loco_stream.features.efficientnet_lite import pretrained_efficientnet_lite0  # noqa: E402
+from loco_stream.features.map_head import (  # noqa: E402
+    HEAD_DIM,
+    MapHead,
+    untrained_visual_map_head,
 )
-from loco_stream.features.map_head import HEAD_DIM, MapHead, Stage5Trunk  # noqa: E402
-from loco_stream.features.media import file_steps  # noqa: E402
 from loco_stream.features.networks import PresenceClassifier  # noqa: E402
+from train import map_head as head_stage  # noqa: E402
 from train.data import VideoRecord, load_records  # noqa: E402
 from train.extractor_sets import SETS  # noqa: E402
 from train.feature_check import check_modality, step_labels  # noqa: E402
 
 NUM_CLASSES = 16
 BATCH = 128  # steps per optimiser step
-FRAMES_PER_PASS = 32
+EVERY_STEP = 10**9  # no clip is subsampled
 SPLITS = ("train", "validation", "test")
 
 
-@torch.no_grad()
-def stage5_map(trunk: Stage5Trunk, frames: np.ndarray) -> torch.Tensor:
-    """(N, 224, 224, 3) uint8 -> (N, 112, 14, 14): the output of stage 5."""
-    return trunk(normalise(torch.from_numpy(frames)))
-
-
-def clip_maps(record: VideoRecord, data: Path, cache: Path, spec, trunk) -> np.ndarray:
-    """(T, 112, 14, 14) float16 stage-5 maps of one clip's steps (cached)."""
-    cached = cache / f"{record.video_id}.npy"
-    if cached.exists():
-        return np.load(cached)
-    steps = file_steps(data / "videos" / f"{record.video_id}.mp4", spec)
-    frames = np.stack([step.frames[0] for step in steps])
-    maps = [
-        stage5_map(trunk, frames[start : start + FRAMES_PER_PASS])
-        for start in range(0, len(frames), FRAMES_PER_PASS)
-    ]
-    result = torch.cat(maps).numpy().astype(np.float16)
-    np.save(cached, result)
-    return result
+def clip_maps(record: VideoRecord, data: Path, cache: Path, spec, visual) -> np.ndarray:
+    """(T, 112, 14, 14) float16 stage-5 maps of every step of one clip, as loco-train's extractor
+    stage computes them (``train/map_head.py``, cached under ``cache``)."""
+    video = data / "videos" / f"{record.video_id}.mp4"
+    _, maps = head_stage.clip_maps(visual, video, spec, cache, limit=EVERY_STEP)
+    return maps[:, 0]  # one frame a step
 
 
 def on_screen(video: dict, steps: int, step_seconds: float) -> np.ndarray:
@@ -156,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     annotations = args.data / "annotations.json"
     database = json.loads(annotations.read_text())["database"]
     records = {split: load_records(annotations, split, NUM_CLASSES)[0] for split in SPLITS}
-    trunk = Stage5Trunk(pretrained_efficientnet_lite0())
+    visual = untrained_visual_map_head(pretrained_efficientnet_lite0())  # its trunk makes maps
 
     began = time.perf_counter()
     maps = {
         split: [
-            clip_maps(record, args.data, args.maps, spec, trunk)
+            clip_maps(record, args.data, args.maps, spec, visual)
             for record in tqdm(chosen, desc=f"{split} maps", unit="clip")
         ]
         for split, chosen in records.items()

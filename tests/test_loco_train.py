@@ -12,7 +12,7 @@ import pytest
 from labelled_clips import CLASSES, write_background_set, write_labelled_set
 from media import make_clip
 
-pytest.importorskip("torch")
+pytest.importorskip("torch", reason="loco-train needs the train extra")
 
 from loco_stream.postprocess import temporal_iou  # noqa: E402
 from train.pipeline import main  # noqa: E402

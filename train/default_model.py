@@ -31,7 +31,7 @@ from loco_stream.synth.scenario import dataset_prefix
 
 from . import background
 from .run_settings import Settings
-from .training_run import FAILURES, run_and_report
+from .training_run import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"train": 1, "validation": 2, "test": 3}  # split -> generator seed
@@ -123,12 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         extractors_from=args.extractors_from,
         command="python -m train.default_model",
     )
-    try:
-        run_and_report(settings)
-    except FAILURES as error:
-        print(f"train.default_model: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(settings, "train.default_model")
 
 
 if __name__ == "__main__":

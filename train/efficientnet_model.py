@@ -36,7 +36,7 @@ from loco_stream.bundle import (
 
 from .default_model import render
 from .run_settings import Settings
-from .training_run import FAILURES, run_and_report
+from .training_run import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = {"train": 11, "validation": 12, "test": 13}
@@ -82,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         extractors="efficientnet-logmel",
         command="python -m train.efficientnet_model",
     )
-    try:
-        run_and_report(settings)
-    except FAILURES as error:
-        print(f"train.efficientnet_model: error: {error}", file=sys.stderr)
-        return 2
+    status = run_command(settings, "train.efficientnet_model")
+    if status:
+        return status
     package(model, args.out)
     print(f"packaged: {args.out} (loco-stream --model efficientnet)")
     return 0

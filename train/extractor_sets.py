@@ -131,8 +131,9 @@ def shipped_log_mel_cnn() -> tuple[nn.Module, dict]:
 
 def efficientnet() -> tuple[nn.Module, dict]:
     """EfficientNet-Lite0's frozen stage 5 and a head to train (seeded: the same every time)."""
-    torch.manual_seed(0)
-    return untrained_visual_map_head(pretrained_efficientnet_lite0()), {"dim": HEAD_DIM}
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        torch.manual_seed(0)
+        return untrained_visual_map_head(pretrained_efficientnet_lite0()), {"dim": HEAD_DIM}
 
 
 def build_synthetic(files: PretrainedFiles) -> Networks:

@@ -123,9 +123,7 @@ def fit(
 ) -> None:
     """Multi-label BCE with AdamW and a one-cycle schedule peaking at ``lr``."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(
-        (p for p in classifier.parameters() if p.requires_grad), lr=lr, weight_decay=weight_decay
-    )
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * ((len(inputs) + batch_size - 1) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
     loss_function = nn.BCEWithLogitsLoss()

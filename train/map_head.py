@@ -110,17 +110,16 @@ def train_visual_head(visual: VisualMapHead, spec: StepSpec, training: HeadTrain
     """Fit ``visual``'s head in place; returns its step presence accuracy on held-out clips."""
     torch.manual_seed(training.seed)
     training.cache.mkdir(parents=True, exist_ok=True)
-    visual.eval()
     train_maps, train_shown = labelled_maps(visual, training.train_clips, spec, training, "train")
     held_maps, held_shown = labelled_maps(
         visual, training.held_out_clips, spec, training, "held-out"
     )
-    print(
-        f"visual head: {len(train_maps)} training steps, {len(held_maps)} held-out steps, ", end=""
-    )
     batches = -(-len(train_maps) // HEAD_BATCH)
     epochs = max(training.epochs, -(-training.min_updates // batches))
-    print(f"{epochs} epochs of {batches} batches")
+    print(
+        f"visual head: {len(train_maps)} training steps, {len(held_maps)} held-out steps, "
+        f"{epochs} epochs of {batches} batches"
+    )
     dim = visual.head.embed[0].out_features
     classifier = PresenceClassifier(visual.head, dim, training.num_classes)
     fit(
@@ -134,7 +133,6 @@ def train_visual_head(visual: VisualMapHead, spec: StepSpec, training: HeadTrain
         lr=HEAD_LR,
         weight_decay=HEAD_WEIGHT_DECAY,
     )
-    accuracy = presence_accuracy(classifier, held_maps, held_shown)
-    visual.eval()
+    accuracy = presence_accuracy(classifier, held_maps, held_shown)  # fit left it in eval mode
     shutil.rmtree(training.cache)  # gigabytes for a few hundred clips; the head is what stays
     return {"visual_presence_accuracy": accuracy, "visual_head_steps": len(train_maps)}

@@ -161,14 +161,9 @@ def parse_args(argv: list[str] | None) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     """Run loco-train; returns the exit status."""
     settings = parse_args(argv)
-    from .training_run import FAILURES, run_and_report  # torch: once the arguments hold
+    from .training_run import run_command  # torch: once the arguments hold
 
-    try:
-        run_and_report(settings)
-    except FAILURES as error:
-        print(f"loco-train: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(settings, "loco-train")
 
 
 if __name__ == "__main__":

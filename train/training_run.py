@@ -3,6 +3,7 @@ table of what each did, the training curve and where the model is."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 from loco_stream.config import ConfigError
@@ -35,3 +36,13 @@ def run_and_report(settings: Settings) -> dict:
     print(f"model directory: {settings.out}  ({time.perf_counter() - began:.0f} s this run)")
     print(f"run it: loco-stream --model {settings.out} --input VIDEO.mp4")
     return results
+
+
+def run_command(settings: Settings, program: str) -> int:
+    """``run_and_report`` as a command's exit status: 0, or 2 after one line naming the problem."""
+    try:
+        run_and_report(settings)
+    except FAILURES as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
