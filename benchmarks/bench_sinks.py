@@ -1,6 +1,6 @@
 """What evidence and sinks cost a stream: loco-stream's CPU time on one clip, with and without.
 
-    python benchmarks/bench_sinks.py [--copies 6] [--repeats 3]
+    python benchmarks/bench_sinks.py [--copies 6] [--repeats 3] [--model NAME_OR_DIR]
 
 Two streams of ``--copies`` x 20 s (112x112 at 16 fps, 16 kHz audio), read as fast as they decode:
 
@@ -94,6 +94,9 @@ def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=6, help="20-s copies per stream")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
+    parser.add_argument(
+        "--model", default="default", help="the model the streams run (default: the default)"
+    )
     options = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_sinks_"))
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
@@ -110,7 +113,7 @@ def main_bench() -> None:
         for stream in ("dense", "sparse"):
             clip = long_clip(folder, options.copies, sparse=stream == "sparse")
             output = folder / f"{stream}.jsonl"
-            base = ["--input", str(clip), "--output", str(output)]
+            base = ["--input", str(clip), "--output", str(output), "--model", options.model]
             variants = {
                 "none": base,
                 "evidence": base + evidence,
@@ -129,7 +132,10 @@ def main_bench() -> None:
         if broker is not None:
             broker.stop()
     media = 20.0 * options.copies
-    print(f"{media:.0f} s of media a stream, {options.repeats} runs each (medians; runs in s)")
+    print(
+        f"{media:.0f} s of media a stream, model {options.model}, {options.repeats} runs each "
+        "(medians; runs in s)"
+    )
     print("| stream | variant | CPU s | vs none | encoder CPU s | encoder vs none | runs |")
     print("|---|---|---:|---:|---:|---:|---|")
     for (stream, name), measured in runs.items():

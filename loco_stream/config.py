@@ -15,6 +15,7 @@ of the wrong type (``train.lr=fast``) is an error naming the key and the type it
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,9 @@ class TrainConfig:
     steps: int | None = None
     warmup_epochs: int = 5  # linear warm-up; capped at a tenth of the run
     patience: int = 10  # validations without a better avg mAP before stopping early (0: never)
+    # a validation within this many avg mAP points of the best keeps its (later) checkpoint and
+    # restarts the patience count (train/schedule.py)
+    selection_tolerance: float = 0.0
     standardize: bool = True  # measure model.feature_stats on the train split (if not set)
     batch_size: int = 16
     lr: float = 1.0e-4
@@ -194,6 +198,11 @@ class TrainConfig:
         if self.patience < 0:
             raise ConfigError(
                 f"train.patience must be 0 (never stop early) or more, got {self.patience}"
+            )
+        if not (math.isfinite(self.selection_tolerance) and self.selection_tolerance >= 0):
+            raise ConfigError(
+                "train.selection_tolerance must be avg mAP points, 0 or more, got "
+                f"{self.selection_tolerance}"
             )
 
 

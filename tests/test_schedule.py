@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from loco_stream.config import ConfigError, TrainConfig, load_config
 from tests.planted import make_planted_dataset, planted_config_overrides
 from train.checkpoint import load_checkpoint
+from train.curve import curve_table
 from train.loop import train
 from train.schedule import MAX_STEPS, MIN_STEPS, EarlyStopping, ema_decay, plan, sized_steps
 
@@ -50,6 +51,54 @@ def test_early_stopping_counts_validations_since_the_best() -> None:
     stopping.update(12.0)  # equal is not better
     assert stopping.should_stop and stopping.best == 12.0
     assert not EarlyStopping(patience=0, since_best=99).should_stop
+
+
+def test_a_later_validation_within_the_tolerance_is_kept_and_restarts_the_count() -> None:
+    stopping = EarlyStopping(patience=2, tolerance=1.0)
+    kept = [stopping.update(s) for s in (70.0, 72.0, 71.5, 70.5, 71.2, 70.0)]
+    assert kept == [True, True, True, False, True, False]  # 71.5 and 71.2: as good as 72
+    assert stopping.best == 72.0 and not stopping.should_stop
+    stopping.update(70.9)  # 1.1 below the best: not within the tolerance
+    assert stopping.should_stop
+
+
+@given(scores=st.lists(st.floats(0, 100), min_size=1, max_size=40), tolerance=st.floats(0, 5))
+def test_the_kept_validation_is_never_worse_than_the_best_by_more_than_the_tolerance(
+    scores, tolerance
+) -> None:
+    stopping = EarlyStopping(patience=0, tolerance=tolerance)
+    kept = [score for score in scores if stopping.update(score)]
+    assert stopping.best == max(scores)
+    assert kept[-1] >= max(scores) - tolerance
+    if tolerance == 0:
+        assert kept[-1] == max(scores)
+
+
+def test_curve_table_marks_the_checkpoint_kept_not_the_highest(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.jsonl"
+    records = [(60, 70.0, True), (120, 72.0, True), (180, 71.5, True), (240, 70.0, False)]
+    metrics.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "epoch": step // 20,
+                    "step": step,
+                    "loss_total": 1.0,
+                    "val_mAP": v,
+                    **({"best": True} if b else {}),
+                }
+            )
+            + "\n"
+            for step, v, b in records
+        )
+    )
+    marked = [line for line in curve_table(metrics).splitlines() if "kept" in line]
+    assert len(marked) == 1 and marked[0].split()[0] == "180"
+
+
+def test_a_negative_selection_tolerance_is_refused() -> None:
+    with pytest.raises(ConfigError, match="train.selection_tolerance"):
+        TrainConfig(selection_tolerance=-1.0)
 
 
 def test_training_stops_early_keeps_the_best_validation_and_draws_the_curve(tmp_path: Path):

@@ -20,8 +20,15 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def kept_validation(validated: list[dict]) -> dict:
+    """The validation whose checkpoint was kept: the last one marked ``best`` (the highest when
+    none is marked)."""
+    marked = [r for r in validated if r.get("best")]
+    return marked[-1] if marked else max(validated, key=lambda r: r["val_mAP"])
+
+
 def plot_curve(metrics_path: Path, out: Path) -> Path | None:
-    """``out``: training loss and validation avg mAP over steps, the best validation marked."""
+    """``out``: training loss and validation avg mAP over steps, the kept validation marked."""
     records = read_metrics(metrics_path)
     if not records:
         return None
@@ -30,12 +37,16 @@ def plot_curve(metrics_path: Path, out: Path) -> Path | None:
     loss_axis.plot(steps, [r["loss_total"] for r in records], color="tab:gray", label="train loss")
     loss_axis.set_xlabel("optimizer steps")
     loss_axis.set_ylabel("train loss")
-    validated = [(s, r["val_mAP"]) for s, r in zip(steps, records, strict=True) if "val_mAP" in r]
+    validated = [(s, r) for s, r in zip(steps, records, strict=True) if "val_mAP" in r]
     if validated:
         map_axis = loss_axis.twinx()
-        map_axis.plot(*zip(*validated, strict=True), "o-", color="tab:blue", label="val avg mAP")
-        best_step, best = max(validated, key=lambda point: point[1])
-        map_axis.plot([best_step], [best], "*", color="tab:red", markersize=14, label="kept")
+        points = [(s, r["val_mAP"]) for s, r in validated]
+        map_axis.plot(*zip(*points, strict=True), "o-", color="tab:blue", label="val avg mAP")
+        kept = kept_validation([r for _, r in validated])
+        kept_step = next(s for s, r in validated if r is kept)
+        map_axis.plot(
+            [kept_step], [kept["val_mAP"]], "*", color="tab:red", markersize=14, label="kept"
+        )
         map_axis.set_ylabel("validation avg mAP (%)")
         lines = loss_axis.get_lines() + map_axis.get_lines()
         map_axis.legend(lines, [line.get_label() for line in lines], loc="center right")
@@ -48,11 +59,11 @@ def plot_curve(metrics_path: Path, out: Path) -> Path | None:
 
 
 def curve_table(metrics_path: Path, rows: int = 12) -> str:
-    """The validations as a text table (at most ``rows``, the best always among them)."""
+    """The validations as a text table (at most ``rows``, the kept one always among them)."""
     validated = [r for r in read_metrics(metrics_path) if "val_mAP" in r]
     if not validated:
         return "no validation ran"
-    best = max(validated, key=lambda r: r["val_mAP"])
+    best = kept_validation(validated)
     every = max(1, -(-len(validated) // rows))  # ceil: at most ``rows`` rows, then best and last
     last = validated[-1]
     shown = [r for i, r in enumerate(validated) if i % every == 0 or r is best or r is last]

@@ -6,7 +6,8 @@
 Each extractor learns, from its own modality only, which classes are present in a step (the
 ``visible`` / ``audible`` intervals the synthetic generator records, or the annotated events of
 a user's videos, which are both), as a multi-label classifier; event-free background clips are
-negatives for every class. The exported graph outputs the embedding before the classifier.
+negatives for every class; the visual one sees each training step mirrored and moved at random
+(`shift_and_mirror`). The exported graph outputs the embedding before the classifier.
 Steps are cut from the decoded files by the same ``StepAssembler`` the stream uses, so training
 sees what serving sees.
 """
@@ -18,6 +19,7 @@ import glob
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +112,20 @@ def load_steps(
     }
 
 
+def shift_and_mirror(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, F, H, W, 3) uint8 -> the same, each step mirrored left-right at random and moved by
+    up to an eighth of the frame (wrapping round): where a thing is and which way it faces do
+    not change what it is, and a CNN learnt from a few hundred clips otherwise memorises both."""
+    batch, _, height, width, _ = frames.shape
+    mirrored = torch.rand(batch, generator=generator) < 0.5
+    frames = torch.where(mirrored[:, None, None, None, None], frames.flip(3), frames)
+    limit = max(height, width) // 8
+    moves = torch.randint(-limit, limit + 1, (batch, 2), generator=generator).tolist()
+    return torch.stack(
+        [step.roll(move, dims=(1, 2)) for step, move in zip(frames, moves, strict=True)]
+    )
+
+
 def fit(
     classifier: PresenceClassifier,
     inputs: np.ndarray,
@@ -120,8 +136,10 @@ def fit(
     seed: int,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> None:
-    """Multi-label BCE with AdamW and a one-cycle schedule peaking at ``lr``."""
+    """Multi-label BCE with AdamW and a one-cycle schedule peaking at ``lr``; ``augment``
+    (batch, generator) -> batch varies each training batch."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * ((len(inputs) + batch_size - 1) // batch_size)
@@ -136,7 +154,8 @@ def fit(
         running = 0.0
         for count, begin in enumerate(bar, start=1):
             index = np.sort(order[begin : begin + batch_size])
-            logits = classifier(torch.from_numpy(inputs[index]))
+            batch = torch.from_numpy(inputs[index])
+            logits = classifier(augment(batch, generator) if augment else batch)
             loss = loss_function(logits, torch.from_numpy(targets[index]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -181,7 +200,16 @@ def train_extractors(
         VisualEncoder(spec.frames_per_step, FEATURE_DIM), FEATURE_DIM, num_classes
     )
     fit(audio, train["audio"], train["audible"], epochs, 64, "audio", seed)
-    fit(visual, train["frames"], train["visible"], epochs, 64, "visual", seed)
+    fit(
+        visual,
+        train["frames"],
+        train["visible"],
+        epochs,
+        64,
+        "visual",
+        seed,
+        augment=shift_and_mirror,
+    )
     report = {
         "audio_presence_accuracy": presence_accuracy(audio, held_out["audio"], held_out["audible"]),
         "visual_presence_accuracy": presence_accuracy(

@@ -2,8 +2,9 @@
 
 AdamW, linear warm-up then cosine decay per iteration over a schedule sized to the data
 (``train/schedule.py``), gradient clipping, a model EMA whose decay warms up, validation of the
-EMA every ``val_every`` epochs with the best checkpoint kept, early stopping after
-``train.patience`` validations without a better avg mAP, resume from ``last.pt``. The features
+EMA every ``val_every`` epochs with the best checkpoint kept (or a later one within
+``train.selection_tolerance`` of it), early stopping after ``train.patience`` validations without
+one, resume from ``last.pt``. The features
 are standardised inside the model with statistics of the train split (``train/standardise.py``).
 Rank 0 alone logs, validates, writes and draws the curve (``curve.png``); every rank computes the
 same losses on its own shard.
@@ -187,7 +188,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         train_config.loss_normalizer, train_config.loss_normalizer_momentum
     )
     output_dir = Path(train_config.output_dir)
-    start_epoch, stopping = 0, EarlyStopping(train_config.patience)
+    tolerance = train_config.selection_tolerance
+    start_epoch, stopping = 0, EarlyStopping(train_config.patience, tolerance)
     if resumed:
         state = resumed
         model.load_state_dict(state["model"])
@@ -195,7 +197,10 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, normalizer.value = state["epoch"], state["normalizer"]
         stopping = EarlyStopping(
-            train_config.patience, state["best_score"], state.get("validations_since_best", 0)
+            train_config.patience,
+            tolerance,
+            state["best_score"],
+            state.get("validations_since_best", 0),
         )
     network = DistributedDataParallel(model) if world_size > 1 else model
 
@@ -306,7 +311,8 @@ def train(config: Config, resume: str | None = None, progress: bool = True) -> P
         if progress and stopping.should_stop:
             print(
                 f"train: stopped early: {train_config.patience} validations without a better "
-                f"avg mAP than {stopping.best:.2f}",
+                f"avg mAP than {stopping.best:.2f}"
+                + (f" (or one within {tolerance:g} of it)" if tolerance else ""),
                 flush=True,
             )
     if world_size > 1:
