@@ -67,7 +67,9 @@ def help_of(target: str) -> dict:
 
 
 def test_the_commands_are_those_installed() -> None:
-    tomllib = pytest.importorskip("tomllib")
+    tomllib = pytest.importorskip(
+        "tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib"
+    )
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     installed = {name: target for name, target in COMMANDS.items() if " " not in name}
     assert project["scripts"] == installed

@@ -336,7 +336,9 @@ def test_device_buffers_round_trip(provider):
             pytest.skip("cuda-python is not installed")
         buffers = cuda_device._CudaPythonBuffers(cudart, specs)
     else:
-        buffers = cuda_device._TorchBuffers(pytest.importorskip("torch"), specs)
+        buffers = cuda_device._TorchBuffers(
+            pytest.importorskip("torch", reason="the torch buffers need the train extra"), specs
+        )
     buffers.upload("x", x)
     buffers.upload("m", m)
     assert buffers.address("x") != buffers.address("m") and isinstance(buffers.stream, int)

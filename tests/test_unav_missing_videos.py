@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from media import make_clip
 
-pytest.importorskip("torch")
+pytest.importorskip("torch", reason="loco-train needs the train extra")
 
 import train.stages as stages  # noqa: E402
 from train.input_check import check_inputs, video_files  # noqa: E402

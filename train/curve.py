@@ -21,10 +21,9 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def kept_validation(validated: list[dict]) -> dict:
-    """The validation whose checkpoint was kept: the last one marked ``best`` (the highest when
-    none is marked)."""
-    marked = [r for r in validated if r.get("best")]
-    return marked[-1] if marked else max(validated, key=lambda r: r["val_mAP"])
+    """The validation whose checkpoint was kept: the last one marked ``best`` (the loop marks the
+    first validation, then each one kept)."""
+    return next(r for r in reversed(validated) if r.get("best"))
 
 
 def plot_curve(metrics_path: Path, out: Path) -> Path | None:
@@ -37,16 +36,13 @@ def plot_curve(metrics_path: Path, out: Path) -> Path | None:
     loss_axis.plot(steps, [r["loss_total"] for r in records], color="tab:gray", label="train loss")
     loss_axis.set_xlabel("optimizer steps")
     loss_axis.set_ylabel("train loss")
-    validated = [(s, r) for s, r in zip(steps, records, strict=True) if "val_mAP" in r]
+    validated = [(s, r["val_mAP"]) for s, r in zip(steps, records, strict=True) if "val_mAP" in r]
     if validated:
         map_axis = loss_axis.twinx()
-        points = [(s, r["val_mAP"]) for s, r in validated]
-        map_axis.plot(*zip(*points, strict=True), "o-", color="tab:blue", label="val avg mAP")
-        kept = kept_validation([r for _, r in validated])
-        kept_step = next(s for s, r in validated if r is kept)
-        map_axis.plot(
-            [kept_step], [kept["val_mAP"]], "*", color="tab:red", markersize=14, label="kept"
-        )
+        map_axis.plot(*zip(*validated, strict=True), "o-", color="tab:blue", label="val avg mAP")
+        kept = kept_validation([r for r in records if "val_mAP" in r])
+        kept_point = ([kept.get("step", kept["epoch"])], [kept["val_mAP"]])
+        map_axis.plot(*kept_point, "*", color="tab:red", markersize=14, label="kept")
         map_axis.set_ylabel("validation avg mAP (%)")
         lines = loss_axis.get_lines() + map_axis.get_lines()
         map_axis.legend(lines, [line.get_label() for line in lines], loc="center right")
@@ -63,13 +59,13 @@ def curve_table(metrics_path: Path, rows: int = 12) -> str:
     validated = [r for r in read_metrics(metrics_path) if "val_mAP" in r]
     if not validated:
         return "no validation ran"
-    best = kept_validation(validated)
-    every = max(1, -(-len(validated) // rows))  # ceil: at most ``rows`` rows, then best and last
+    kept = kept_validation(validated)
+    every = max(1, -(-len(validated) // rows))  # ceil: at most ``rows`` rows, then kept and last
     last = validated[-1]
-    shown = [r for i, r in enumerate(validated) if i % every == 0 or r is best or r is last]
+    shown = [r for i, r in enumerate(validated) if i % every == 0 or r is kept or r is last]
     lines = [f"{'step':>7} {'epoch':>6} {'loss':>7} {'val avg mAP':>12}"]
     for r in shown:
-        mark = "  <- kept" if r is best else ""
+        mark = "  <- kept" if r is kept else ""
         step, epoch, loss = r.get("step", ""), r["epoch"], r["loss_total"]
         lines.append(f"{step:>7} {epoch:>6} {loss:>7.3f} {r['val_mAP']:>12.2f}{mark}")
     return "\n".join(lines)
