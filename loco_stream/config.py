@@ -160,6 +160,16 @@ class DataConfig:
     crop_ratio: list = field(default_factory=lambda: [0.9, 1.0])
     skip_missing_features: bool = False  # train on the videos that have features, skip the rest
     online_crop_share: float = 0.0  # training crops whose right edge falls inside an event
+    # training windows with room left that a crop of another clip fills before their own
+    splice_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("online_crop_share", "splice_share"):
+            share = getattr(self, name)
+            if not (isinstance(share, (int, float)) and 0.0 <= share <= 1.0):
+                raise ConfigError(
+                    f"data.{name} is a share of the training crops, 0 to 1; got {share}"
+                )
 
 
 @dataclass

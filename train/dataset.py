@@ -18,7 +18,8 @@ class WindowDataset(Dataset):
 
     Training items are random crops of ``ratio * window`` steps (ratio drawn from
     ``data.crop_ratio``) with their events clipped to the crop, a share of them ending inside an
-    event (``data.online_crop_share``); evaluation items start at step 0.
+    event (``data.online_crop_share``), a share of them led by a crop of another clip that fills
+    the rest of the window (``data.splice_share``); evaluation items start at step 0.
     Features are read lazily, so memory stays bounded for UnAV-100-sized folders.
     """
 
@@ -47,15 +48,15 @@ class WindowDataset(Dataset):
         segments = seconds_to_steps(record.segments, self.data)  # (K, 2) steps
         labels = record.labels
         window = self.model.window
-        begin = 0
         if self.train:
-            low, high = self.data.crop_ratio
-            crop = min(len(visual), int(round(window * self.rng.uniform(low, high))))
-            begin, crop = self._crop(len(visual), crop, segments)
-            visual, audio = visual[begin : begin + crop], audio[begin : begin + crop]
-            segments = np.clip(segments - begin, -0.5, crop - 0.5)
-            kept = segments[:, 1] - segments[:, 0] >= MIN_CROPPED_STEPS
-            segments, labels = segments[kept], labels[kept]
+            visual, audio, segments, labels = self._train_crop(
+                visual, audio, segments, labels, window
+            )
+            spliceable = len(visual) < window and len(self.records) > 1
+            if spliceable and self.rng.random() < self.data.splice_share:
+                visual, audio, segments, labels = self._splice(
+                    visual, audio, segments, labels, index
+                )
         length = min(len(visual), window)
         mask = np.zeros(window, dtype=np.float32)
         mask[:length] = 1.0
@@ -66,10 +67,56 @@ class WindowDataset(Dataset):
             "mask": torch.from_numpy(mask),  # (T,)
             "segments": torch.from_numpy(segments.astype(np.float32)),  # (K, 2) steps
             "labels": torch.from_numpy(labels.astype(np.int64)),  # (K,)
-            "offset": begin,
         }
 
-    def _crop(self, length: int, crop: int, segments: np.ndarray) -> tuple[int, int]:
+    def _train_crop(self, visual, audio, segments, labels, longest: int, online: bool = True):
+        """A random crop of at most ``longest`` steps (``data.crop_ratio`` of the window), online
+        (``_crop``) if allowed; its events clipped to it, those left shorter than
+        ``MIN_CROPPED_STEPS`` dropped: (visual, audio, segments in steps, labels)."""
+        low, high = self.data.crop_ratio
+        crop = min(
+            len(visual), longest, int(round(self.model.window * self.rng.uniform(low, high)))
+        )
+        begin, crop = self._crop(len(visual), crop, segments, online)
+        visual, audio = visual[begin : begin + crop], audio[begin : begin + crop]
+        segments = np.clip(segments - begin, -0.5, crop - 0.5)
+        kept = segments[:, 1] - segments[:, 0] >= MIN_CROPPED_STEPS
+        return visual, audio, segments[kept], labels[kept]
+
+    def _splice(self, visual, audio, segments, labels, index: int):
+        """Put a crop of another random clip before this window's crop, within the window.
+
+        The window then holds more events, and events of two clips next to each other, as a
+        busy stretch of a live feed does; this crop stays last, so that an online crop still
+        ends the window. One clip's crop follows the other's last step directly: the model's
+        receptive field is local, and a cut between scenes happens in real feeds too.
+        """
+        other = int(self.rng.integers(len(self.records) - 1))
+        other += other >= index  # any clip but this one
+        record = self.records[other]
+        lead_visual, lead_audio = load_features(
+            self.feature_dir, record.video_id, self.data, self.model
+        )
+        lead = self._train_crop(
+            lead_visual,
+            lead_audio,
+            seconds_to_steps(record.segments, self.data),
+            record.labels,
+            self.model.window - len(visual),
+            online=False,
+        )
+        lead_visual, lead_audio, lead_segments, lead_labels = lead
+        shift = len(lead_visual)
+        return (
+            np.concatenate([lead_visual, visual]),  # (T_lead + T, Dv)
+            np.concatenate([lead_audio, audio]),  # (T_lead + T, Da)
+            np.concatenate([lead_segments, segments + shift]),  # (K_lead + K, 2) steps
+            np.concatenate([lead_labels, labels]),
+        )
+
+    def _crop(
+        self, length: int, crop: int, segments: np.ndarray, online: bool = True
+    ) -> tuple[int, int]:
         """(first step, steps) of a training crop of at most ``crop`` steps out of ``length``.
 
         With probability ``data.online_crop_share`` the crop is *online*: it ends inside a random
@@ -77,7 +124,7 @@ class WindowDataset(Dataset):
         The model then learns to reach the present with such an event instead of placing its end
         early. Otherwise the crop lies anywhere in the clip.
         """
-        if len(segments) and self.rng.random() < self.data.online_crop_share:
+        if online and len(segments) and self.rng.random() < self.data.online_crop_share:
             start, end = segments[self.rng.integers(len(segments))]  # steps
             # the crop's newest step: inside the event, before its last step, so that it is cut
             low = int(np.ceil(start + MIN_CROPPED_STEPS))
@@ -105,6 +152,6 @@ def collate(items: list[dict], multiple: int = 1) -> dict:
         key: torch.stack([item[key][:length] for item in items])
         for key in ("visual", "audio", "mask")
     }
-    for key in ("video_id", "segments", "labels", "offset"):
+    for key in ("video_id", "segments", "labels"):
         batch[key] = [item[key] for item in items]
     return batch
