@@ -36,11 +36,18 @@ def plot_curve(metrics_path: Path, out: Path) -> Path | None:
     loss_axis.plot(steps, [r["loss_total"] for r in records], color="tab:gray", label="train loss")
     loss_axis.set_xlabel("optimizer steps")
     loss_axis.set_ylabel("train loss")
-    validated = [(s, r["val_mAP"]) for s, r in zip(steps, records, strict=True) if "val_mAP" in r]
+    validated = [r for r in records if "val_mAP" in r]
     if validated:
         map_axis = loss_axis.twinx()
-        map_axis.plot(*zip(*validated, strict=True), "o-", color="tab:blue", label="val avg mAP")
-        kept = kept_validation([r for r in records if "val_mAP" in r])
+        validated_steps = [r.get("step", r["epoch"]) for r in validated]
+        map_axis.plot(
+            validated_steps,
+            [r["val_mAP"] for r in validated],
+            "o-",
+            color="tab:blue",
+            label="val avg mAP",
+        )
+        kept = kept_validation(validated)
         kept_point = ([kept.get("step", kept["epoch"])], [kept["val_mAP"]])
         map_axis.plot(*kept_point, "*", color="tab:red", markersize=14, label="kept")
         map_axis.set_ylabel("validation avg mAP (%)")

@@ -44,9 +44,7 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        visual, audio = load_features(self.feature_dir, record.video_id, self.data, self.model)
-        segments = seconds_to_steps(record.segments, self.data)  # (K, 2) steps
-        labels = record.labels
+        visual, audio, segments, labels = self._clip(record)
         window = self.model.window
         if self.train:
             visual, audio, segments, labels = self._train_crop(
@@ -68,6 +66,12 @@ class WindowDataset(Dataset):
             "segments": torch.from_numpy(segments.astype(np.float32)),  # (K, 2) steps
             "labels": torch.from_numpy(labels.astype(np.int64)),  # (K,)
         }
+
+    def _clip(self, record: VideoRecord):
+        """A clip's features and events: (visual (T, Dv), audio (T, Da), segments (K, 2) in
+        steps, labels (K,))."""
+        visual, audio = load_features(self.feature_dir, record.video_id, self.data, self.model)
+        return visual, audio, seconds_to_steps(record.segments, self.data), record.labels
 
     def _train_crop(self, visual, audio, segments, labels, longest: int, online: bool = True):
         """A random crop of at most ``longest`` steps (``data.crop_ratio`` of the window), online
@@ -93,18 +97,8 @@ class WindowDataset(Dataset):
         """
         other = int(self.rng.integers(len(self.records) - 1))
         other += other >= index  # any clip but this one
-        record = self.records[other]
-        lead_visual, lead_audio = load_features(
-            self.feature_dir, record.video_id, self.data, self.model
-        )
-        lead = self._train_crop(
-            lead_visual,
-            lead_audio,
-            seconds_to_steps(record.segments, self.data),
-            record.labels,
-            self.model.window - len(visual),
-            online=False,
-        )
+        room = self.model.window - len(visual)
+        lead = self._train_crop(*self._clip(self.records[other]), room, online=False)
         lead_visual, lead_audio, lead_segments, lead_labels = lead
         shift = len(lead_visual)
         return (
