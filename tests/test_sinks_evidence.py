@@ -1,6 +1,6 @@
 """Evidence that cannot be written is counted and warned about while detection goes on; the
 folder stays within its bound, oldest files first; a clip holds all its sound and its snapshot
-the frame asked for."""
+the frame asked for; overlapping clips are encoded once."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 
 from loco_stream import Detector
 from loco_stream.sinks import EvidenceRecorder
-from loco_stream.sinks.clip import ClipWriter
+from loco_stream.sinks.clip import ClipFile
+from loco_stream.sinks.recording import Recording
 from loco_stream.sinks.retention import Retention
 from loco_stream.sources.base import AudioBlock, VideoFrame
 from loco_stream.synth import render_audio, render_frame
@@ -61,6 +62,20 @@ def test_the_folder_keeps_within_its_bound_deleting_the_oldest_first(tmp_path: P
     assert retention.deleted == 1 and retention.total == 900
 
 
+def record_one_clip(path: Path, items: list, max_fps: float | None = None) -> ClipFile:
+    """``items`` recorded into one clip from stream time 0 to their end, closed."""
+    clip = ClipFile(path, 0.0)
+    clip.done = True  # to the end of the items
+    recording = Recording(0.0, max_fps)
+    recording.join(clip)
+    for item in sorted(items, key=lambda item: item.t):
+        recording.add(item)
+    recording.finish()
+    assert recording.through() == [clip]
+    clip.close()
+    return clip
+
+
 def test_a_clip_keeps_its_sound_across_gaps_and_its_snapshot_shows_the_moment_asked(
     tmp_path: Path,
 ) -> None:
@@ -78,15 +93,12 @@ def test_a_clip_keeps_its_sound_across_gaps_and_its_snapshot_shows_the_moment_as
         if not 4.0 <= t < 4.3:
             tone = np.sin(2 * np.pi * 440 * (t + np.arange(block) / 16000)).astype(np.float32)
             items.append(AudioBlock(t, 0.3 * tone, 16000))
-    writer = ClipWriter(tmp_path / "clip.mp4", 0.0)
-    for item in sorted(items, key=lambda item: item.t):
-        writer.add(item)
-    writer.close()
-    with av.open(str(writer.path)) as container:
+    clip = record_one_clip(tmp_path / "clip.mp4", items)
+    with av.open(str(clip.path)) as container:
         audio = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(audio))
     assert abs(samples / 16000 - 8.0) < 0.1, samples
-    writer.write_snapshot(3.5, tmp_path / "snapshot.jpg")
+    clip.write_snapshot(3.5, tmp_path / "snapshot.jpg")
     snapshot = cv2.imread(str(tmp_path / "snapshot.jpg"))  # BGR
     seen = snapshot.reshape(-1, 3).mean(axis=0)[::-1]
     assert np.abs(seen - colours[3]).max() < 12, (seen, colours[3])
@@ -94,14 +106,14 @@ def test_a_clip_keeps_its_sound_across_gaps_and_its_snapshot_shows_the_moment_as
 
 def test_a_frame_rate_cap_halves_the_frames_and_keeps_the_clip_s_length(tmp_path: Path) -> None:
     """--evidence-fps 8 on a 16-fps source: every other frame, the same 8 s; 0 is refused."""
-    writer = ClipWriter(tmp_path / "clip.mp4", 0.0, max_fps=8)
-    for k in range(8 * FPS):
-        writer.add(VideoFrame(k / FPS, np.full((64, 96, 3), 16 * (k % 16), np.uint8)))
-    writer.close()
-    with av.open(str(writer.path)) as container:
+    items = [
+        VideoFrame(k / FPS, np.full((64, 96, 3), 16 * (k % 16), np.uint8)) for k in range(8 * FPS)
+    ]
+    clip = record_one_clip(tmp_path / "clip.mp4", items, max_fps=8)
+    with av.open(str(clip.path)) as container:
         frames = sum(1 for _ in container.decode(video=0))
         length = container.duration / 1e6
-    assert writer.frames == frames == 4 * FPS
+    assert clip.frames == frames == 4 * FPS
     assert abs(length - 8.0) < 0.25, length
     with pytest.raises(ValueError, match="--evidence-fps"):
         EvidenceRecorder(tmp_path / "evidence", fps=0)
@@ -148,3 +160,67 @@ def test_a_clip_cut_from_the_stream_runs_from_pre_before_its_start_to_post_after
     snapshot = cv2.imread(str(tmp_path / update["snapshot"]))  # BGR
     seen = snapshot.reshape(-1, 3).mean(axis=0)[::-1]
     assert np.abs(seen - colours[4]).max() < 12, (seen, colours[4])
+
+
+def stream_items(seconds: int) -> tuple[list, list[tuple[int, int, int]]]:
+    """``seconds`` of 16-fps frames whose colour changes each second (the colours, RGB, are
+    returned too) and a tone in blocks of 368 samples, as a file source hands them out."""
+    colours = [(25 * k % 256, 240 - 11 * k, 90) for k in range(seconds)]
+    items: list = [
+        VideoFrame(k / FPS, np.full((64, 96, 3), colours[k // FPS], np.uint8))
+        for k in range(seconds * FPS)
+    ]
+    block = 368
+    for k in range(seconds * 16000 // block):
+        samples = np.full(block, 0.2, np.float32) * (-1) ** np.arange(block)
+        items.append(AudioBlock(k * block / 16000, samples, 16000))
+    return sorted(items, key=lambda item: item.t), colours
+
+
+@pytest.mark.parametrize(
+    ("second_start_at", "shared"),
+    # the second start record: before the first clip is complete, after it, after its recording
+    [(8.6, True), (11.0, True), (14.5, False)],
+)
+def test_overlapping_clips_are_encoded_once_and_each_is_whole(
+    tmp_path: Path, second_start_at: float, shared: bool
+) -> None:
+    """Event 1 (3-7 s) and event 2 (8.5-12 s), pre 1 s and post 2 s: clips 2-9 s and 7.5-14 s.
+    When the second start record comes before the first clip is complete, or after it while its
+    recording still lingers (7.5 s is encoded then: the second clip starts at the keyframe
+    before it and is shown from 7.5 s, an edit list), the overlap is encoded once (12 s of
+    frames for 13.5 s of clips); when it comes after the recording closed, the second clip has
+    one of its own. Either way each clip shows every frame and all the sound of its span from
+    its first moment, and its snapshot shows its peak."""
+    recorder = EvidenceRecorder(tmp_path, pre=1.0, post=2.0)
+    recorder.open()
+    items, colours = stream_items(20)
+    records = [
+        {"type": "start", "id": 1, "start": 3.0, "emitted_at": 4.0},
+        {"type": "end", "id": 1, "start": 3.0, "end": 7.0, "emitted_at": 8.0, "peak": 5.2},
+        {"type": "start", "id": 2, "start": 8.5, "emitted_at": second_start_at},
+        {"type": "end", "id": 2, "start": 8.5, "end": 12.0, "peak": 10.5, "emitted_at": 15.0},
+    ]
+    records.sort(key=lambda record: record["emitted_at"])
+    for item in items:
+        while records and records[0]["emitted_at"] <= item.t:
+            recorder.annotate("cam", records.pop(0))
+        recorder.on_item("cam", item)
+    recorder.finish()
+    counters = recorder.counters()
+    recorder.close()
+    updates = {update["id"]: update for _, update in recorder.take_updates()}
+    assert counters["clips"] == counters["snapshots"] == 2 and counters["failures"] == 0
+    encoded = (14.0 - 2.0 if shared else (9.0 - 2.0) + (14.0 - 7.5)) * FPS
+    assert abs(counters["frames_encoded"] - encoded) <= 2, counters
+    for event, (begin, until, peak) in {1: (2.0, 9.0, 5.2), 2: (7.5, 14.0, 10.5)}.items():
+        with av.open(str(tmp_path / updates[event]["clip"])) as container:
+            times = [frame.time for frame in container.decode(video=0)]
+            container.seek(0)
+            samples = sum(frame.samples for frame in container.decode(audio=0))
+        assert abs(times[0]) < 1 / FPS, (event, times[0])  # no frame before its begin shown
+        assert abs(len(times) - (until - begin) * FPS) <= 1, (event, len(times))
+        assert abs(samples / 16000 - (until - begin)) < 0.15, (event, samples)
+        snapshot = cv2.imread(str(tmp_path / updates[event]["snapshot"]))  # BGR
+        seen = snapshot.reshape(-1, 3).mean(axis=0)[::-1]
+        assert np.abs(seen - colours[int(peak)]).max() < 12, (event, seen, colours[int(peak)])

@@ -1,0 +1,314 @@
+"""One stretch of a stream encoded once, H.264 + AAC, for every event clip that overlaps it.
+
+    items ──► held HOLD_SECONDS ──► encoded if a clip wants them ──► packets ──► a copy to each
+                                                                                 clip they fall in
+
+Clips of events that overlap join one recording, so a second of the stream is encoded once
+however many clips hold it, and the encoders start once. Items wait HOLD_SECONDS (of stream
+time) before they are encoded, so that a clip whose end becomes known late (an end record comes
+a few seconds after the event) still leaves out what lies past it; once a clip's end is final,
+`advance` encodes up to it at once and the clip is complete. A clip that joins before its first
+frame is encoded gets a keyframe there (a forced IDR); one whose begin is already encoded starts
+at the last keyframe before it, from the packets of the last REJOIN_SECONDS the recording keeps
+(with stills for its snapshot). Video is timed by each frame's stream time (variable frame
+rate, ms ticks); audio (16 kHz mono, as the sources hand it out) is laid on one track from the
+recording's begin: gaps are filled with silence, overlaps cut, and it is encoded in chunks of
+AUDIO_CHUNK_SECONDS (the AAC encoder's cost is mostly per call).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import deque
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+from av.video.frame import PictureType
+
+from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, Item, VideoFrame
+from .clip import FIRST_STILL_SPACING, ClipFile
+
+MILLISECOND = Fraction(1, 1000)
+SAMPLE = Fraction(1, TARGET_SAMPLE_RATE)
+# libx264: the least CPU (bigger files); zerolatency: no lookahead or B-frames (15% less CPU),
+# so each frame's packet comes out at once; a forced keyframe (a clip's first frame) is an IDR
+VIDEO_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "crf": "26", "forced-idr": "1"}
+AUDIO_OPTIONS = {"aac_coder": "fast"}  # FFmpeg's AAC: half the CPU of its default coder
+GOP_FRAMES = 32  # a keyframe at least every this many frames (2 s at 16 fps)
+NOMINAL_FPS = 16  # the rate given to the encoder; frames keep their own times
+HOLD_SECONDS = 5.0  # items wait this long (of stream time) before they are encoded
+AUDIO_CHUNK_SECONDS = 0.5  # audio goes to the encoder in chunks this long
+AUDIO_TAIL_SECONDS = 0.35  # sound past a clip's end encoded with it: the AAC encoder's delay
+THROUGH_SECONDS = 1.0  # a clip is complete once the encoding is this far past its end
+REJOIN_SECONDS = 20.0  # packets and stills kept for clips that join with their begin encoded
+JOIN_WINDOW_SECONDS = 15.0  # a clip may join if it begins at most this long before the newest
+# item: the packets kept then hold a keyframe before its begin (one every GOP_FRAMES)
+
+
+class Recording:
+    """Encodes one stream's items from stream time ``begin`` on, at most ``max_fps`` frames a
+    second (None: every frame), for the clips that `join` it; a clip that cannot be written is
+    dropped and listed in ``failed`` (clip, error) for the owner."""
+
+    def __init__(self, begin: float, max_fps: float | None = None) -> None:
+        self.begin = begin
+        self.frames = 0  # frames encoded
+        self.newest = -math.inf  # stream time of the newest item taken
+        self.finished = False  # no more items: what it held is encoded, its encoders flushed
+        self.failed: list[tuple[ClipFile, Exception]] = []
+        self._min_gap_ms = 0 if max_fps is None else 1000 / max_fps  # between frames encoded
+        self._clips: list[ClipFile] = []
+        self._shifts: dict[ClipFile, dict[str, int]] = {}  # ticks from our 0 to the clip's
+        self._wanted_by: dict[int, list[ClipFile]] = {}  # a frame's pts (ms) -> its clips
+        self._held: deque[Item] = deque()  # items not yet encoded, oldest first
+        self._position = -math.inf  # stream time of the last item encoded or passed over
+        self._advanced = -math.inf  # stream time up to which `advance` encoded everything
+        self._box: av.container.OutputContainer | None = None  # holds the encoders, never written
+        self._encoders: dict[str, av.stream.Stream] = {}  # "video", "audio"
+        self._size: tuple[int, int] | None = None  # (W, H) of the video, both even
+        self._last_pts = -1  # ms of the last frame encoded
+        self._next_sample = 0  # audio samples encoded or pending (from begin)
+        self._pending_audio: list[np.ndarray] = []  # (n,) float32 each, not yet encoded
+        self._pending_samples = 0
+        self._recent: deque[tuple[float, str, av.Packet]] = deque()  # (stream time, kind, packet)
+        self._recent_stills: deque[tuple[float, np.ndarray]] = deque()  # (stream time, RGB)
+
+    @property
+    def clips(self) -> list[ClipFile]:
+        """The clips joined and not yet handed back."""
+        return list(self._clips)
+
+    def join(self, clip: ClipFile) -> None:
+        """Take ``clip``: it gets the frames it wants from now on, and if its begin is already
+        encoded, what was encoded from the last keyframe before it."""
+        self._clips.append(clip)
+        if clip.begin > self._position:
+            return  # nothing of it encoded yet: its first frame will be a keyframe
+        keyframes = [
+            packet.pts for _, kind, packet in self._recent if kind == "video" and packet.is_keyframe
+        ]
+        before = [pts for pts in keyframes if self.begin + pts / 1000 <= clip.begin]
+        after = [pts for pts in keyframes if self.begin + pts / 1000 > clip.begin]
+        if before:  # shown from its begin: the frames before it only decoded (an edit list)
+            self._start(clip, before[-1], round((clip.begin - self.begin) * 1000))
+        elif after:  # else it starts at its next frame
+            self._start(clip, after[0], after[0])
+
+    def add(self, item: Item) -> None:
+        """Take one frame or audio block (in stream-time order); encode those held
+        HOLD_SECONDS behind it."""
+        self._held.append(item)
+        self.newest = max(self.newest, item.t)
+        while self._held and self._held[0].t < item.t - HOLD_SECONDS:
+            self._encode(self._held.popleft())
+
+    def advance(self, until: float) -> None:
+        """Encode now what is held up to ``until`` (a clip's end, now final) and the sound just
+        past it, and push the sound through the encoder: that clip is then complete."""
+        while self._held and self._held[0].t <= until:
+            self._encode(self._held.popleft())
+        if self._box is not None:
+            for item in self._held:  # encoded again later: the overlap is cut then
+                if item.t > until + AUDIO_TAIL_SECONDS:
+                    break
+                if isinstance(item, AudioBlock):
+                    self._add_audio(item)
+            self._flush_audio()
+        self._advanced = max(self._advanced, until)
+
+    def finish(self) -> None:
+        """No more items: encode what is held and flush the encoders."""
+        while self._held:
+            self._encode(self._held.popleft())
+        if self._box is not None:
+            self._flush_audio()
+            for kind, encoder in self._encoders.items():
+                self._deliver(kind, encoder.encode())
+            self._box.close()
+            self._box = None
+        self.finished = True
+
+    def through(self) -> list[ClipFile]:
+        """The done clips that have all their packets (all done ones, once finished), handed
+        back for their owner to close."""
+        ready = [
+            clip
+            for clip in self._clips
+            if clip.done
+            and (
+                self.finished
+                or clip.until <= self._advanced
+                or self._position > clip.until + THROUGH_SECONDS
+            )
+        ]
+        for clip in ready:
+            self._clips.remove(clip)
+            self._shifts.pop(clip, None)
+        return ready
+
+    def abort(self) -> None:
+        """Drop everything: the encoders, and every clip not yet handed back."""
+        for clip in self._clips:
+            clip.abort()
+        self._clips = []
+        if self._box is not None:
+            try:
+                self._box.close()
+            except (OSError, av.FFmpegError):
+                pass
+            self._box = None
+
+    def _encode(self, item: Item) -> None:
+        self._position = max(self._position, item.t)
+        if isinstance(item, VideoFrame):
+            self._encode_frame(item)
+        elif self._box is not None:  # audio waits for the first frame (it sizes the video)
+            if any(clip.overlaps(item.t, item.t + item.duration) for clip in self._clips):
+                self._add_audio(item)
+
+    def _open(self, image: np.ndarray) -> None:
+        height, width = image.shape[:2]
+        self._size = (max(2, width - width % 2), max(2, height - height % 2))
+        box = av.open(io.BytesIO(), "w", format="mp4")  # sets the encoders' global headers
+        video = box.add_stream("libx264", rate=NOMINAL_FPS, options=VIDEO_OPTIONS)
+        video.width, video.height = self._size
+        video.pix_fmt = "yuv420p"
+        video.time_base = video.codec_context.time_base = MILLISECOND
+        video.codec_context.gop_size = GOP_FRAMES
+        video.codec_context.thread_count = 1
+        audio = box.add_stream("aac", rate=TARGET_SAMPLE_RATE, options=AUDIO_OPTIONS)
+        audio.layout = "mono"
+        for stream in (video, audio):
+            stream.codec_context.open()  # the clips' streams copy its headers from here
+        self._box = box
+        self._encoders = {"video": video, "audio": audio}
+
+    def _encode_frame(self, frame: VideoFrame) -> None:
+        wanting = [clip for clip in self._clips if clip.wants(frame.t)]
+        pts = round((frame.t - self.begin) * 1000)
+        if not wanting or pts < 0 or pts <= self._last_pts:
+            return
+        if self.frames and pts - self._last_pts < self._min_gap_ms - 0.5:  # over max_fps
+            return
+        image = frame.image
+        if self._box is None:
+            self._open(image)
+        width, height = self._size
+        if image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        # (H * 3 / 2, W) I420 planes: OpenCV converts 3x faster than swscale would inside encode
+        planes = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+        picture = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
+        picture.pts, picture.time_base = pts, MILLISECOND
+        starting = [clip for clip in wanting if not clip.started]
+        if starting:
+            picture.pict_type = PictureType.I
+        packets = self._encoders["video"].encode(picture)
+        self._last_pts = pts
+        self.frames += 1
+        t = self.begin + pts / 1000
+        for clip in starting:
+            self._start(clip, pts, pts)
+        self._wanted_by[pts] = wanting
+        self._deliver("video", packets)
+        if not self._recent_stills or t - self._recent_stills[-1][0] >= FIRST_STILL_SPACING:
+            self._recent_stills.append((t, image))
+        while self._recent_stills[0][0] < t - REJOIN_SECONDS:
+            self._recent_stills.popleft()
+        for clip in wanting:
+            if clip in self._shifts:  # started, not dropped on the way
+                clip.keep_still(t, image)
+
+    def _start(self, clip: ClipFile, pts: int, origin_pts: int) -> None:
+        """Open ``clip`` at the keyframe of ``pts`` (ms), its time 0 at ``origin_pts`` (ms, not
+        before): it gets what was encoded from the keyframe on (the audio from the packet that
+        covers its time 0) and the stills since its time 0."""
+        shift = {"video": origin_pts, "audio": origin_pts * TARGET_SAMPLE_RATE // 1000}
+        origin = self.begin + origin_pts / 1000
+        try:
+            clip.start(self._encoders, origin)
+        except (OSError, av.FFmpegError) as error:
+            self._drop(clip, error)
+            return
+        self._shifts[clip] = shift
+        for _, kind, packet in list(self._recent):
+            if kind == "video":
+                inside = packet.pts >= pts
+            else:
+                inside = packet.pts + packet.duration > shift["audio"]
+            if inside and clip in self._shifts:
+                self._write(clip, kind, packet)
+        for t, image in self._recent_stills:
+            if t >= origin and clip in self._shifts:
+                clip.keep_still(t, image)
+
+    def _add_audio(self, block: AudioBlock) -> None:
+        rate = block.sample_rate
+        if rate != TARGET_SAMPLE_RATE:
+            return  # sources and `Detector` hand out 16 kHz only
+        first = round((block.t - self.begin) * rate)
+        samples = block.samples
+        if first < self._next_sample:  # overlaps what is written (or starts before begin)
+            samples = samples[self._next_sample - first :]
+            first = self._next_sample
+        if not len(samples):
+            return
+        if first > self._next_sample:  # a gap
+            self._pending_audio.append(np.zeros(first - self._next_sample, np.float32))
+        self._pending_audio.append(samples.astype(np.float32))
+        self._pending_samples += first - self._next_sample + len(samples)
+        self._next_sample = first + len(samples)
+        if self._pending_samples >= AUDIO_CHUNK_SECONDS * rate:
+            self._flush_audio()
+
+    def _flush_audio(self) -> None:
+        """Encode the pending audio as one frame."""
+        if not self._pending_samples:
+            return
+        mono = np.concatenate(self._pending_audio)[None]  # (1, N)
+        sound = av.AudioFrame.from_ndarray(mono, format="flt", layout="mono")
+        sound.sample_rate = TARGET_SAMPLE_RATE
+        sound.pts = self._next_sample - self._pending_samples
+        sound.time_base = SAMPLE
+        self._pending_audio, self._pending_samples = [], 0
+        self._deliver("audio", self._encoders["audio"].encode(sound))
+
+    def _deliver(self, kind: str, packets: list[av.Packet]) -> None:
+        """A copy of each packet to every started clip whose span it falls in; the packet is
+        kept REJOIN_SECONDS for clips that join later."""
+        for packet in packets:
+            if kind == "video":
+                t = self.begin + packet.pts / 1000
+                wanting = self._wanted_by.pop(packet.pts, ())
+            else:
+                t = self.begin + packet.pts / TARGET_SAMPLE_RATE
+            self._recent.append((t, kind, packet))
+            for clip in list(self._clips):
+                shift = self._shifts.get(clip)
+                if shift is None:
+                    continue  # not started
+                if kind == "video":
+                    inside = clip in wanting
+                else:
+                    end = packet.pts + packet.duration  # after its first frame, up to its last
+                    inside = end > shift["audio"] and t <= clip.last
+                if inside:
+                    self._write(clip, kind, packet)
+        while self._recent and self._recent[0][0] < self.newest - REJOIN_SECONDS:
+            self._recent.popleft()
+
+    def _write(self, clip: ClipFile, kind: str, packet: av.Packet) -> None:
+        try:
+            clip.mux(kind, packet, self._shifts[clip][kind])
+        except (OSError, av.FFmpegError) as error:
+            self._drop(clip, error)
+
+    def _drop(self, clip: ClipFile, error: Exception) -> None:
+        """``clip`` cannot be written: abort it and list it for the owner."""
+        self._clips.remove(clip)
+        self._shifts.pop(clip, None)
+        clip.abort()
+        self.failed.append((clip, error))
