@@ -1,5 +1,6 @@
 """The live page in a real headless chromium (Debian's, driven by selenium through Debian's
-chromium-driver): it loads, each event appears as its records come, its snapshot renders.
+chromium-driver): it loads, each event appears as its records come, its snapshot renders, its
+clip plays for its length.
 
 ``LOCO_SCREENSHOT=1`` also saves the page's screenshot as docs/images/monitoring_page.png."""
 
@@ -10,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from loco_stream.sinks import EvidenceRecorder, LivePage
@@ -63,6 +65,25 @@ def snapshots_shown(browser) -> int:
     return browser.execute_script(script)
 
 
+def clip_durations(browser) -> dict[str, float] | None:
+    """Each clip's length as the browser plays it, by its path under the evidence folder (None
+    until all four are known)."""
+    script = (
+        "return Object.fromEntries([...document.querySelectorAll('video')]"
+        ".map(v => [v.getAttribute('src').replace('/evidence/', ''), v.duration]))"
+    )
+    durations = browser.execute_script(script)
+    known = {clip: seconds for clip, seconds in durations.items() if seconds}
+    return known if len(known) == 4 else None
+
+
+def clip_seconds(path: Path) -> float:
+    """How long the clip's frames are shown, as FFmpeg reads it."""
+    with av.open(str(path)) as container:
+        times = [frame.time for frame in container.decode(video=0)]
+    return times[-1] + 1 / FPS
+
+
 def test_the_page_shows_each_event_as_it_comes_with_its_snapshot(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, browser
 ) -> None:
@@ -99,6 +120,9 @@ def test_the_page_shows_each_event_as_it_comes_with_its_snapshot(
         for name in scenes:
             wait_for(lambda n=name: len(rows(browser, n)) == 2, f"two events of {name}")
         wait_for(lambda: snapshots_shown(browser) == 4, "the four snapshots rendered")
+        durations = wait_for(lambda: clip_durations(browser), "the four clips' lengths")
+        for clip, shown in durations.items():  # an edit list hides what precedes a late clip
+            assert abs(shown - clip_seconds(folder / clip)) < 0.2, (clip, shown)
         browser.save_screenshot(str(tmp_path / "page.png"))
         if os.environ.get("LOCO_SCREENSHOT"):
             shutil.copy(tmp_path / "page.png", SCREENSHOT)
