@@ -1,8 +1,9 @@
 """What evidence and sinks cost a stream: loco-stream's CPU time on one clip, with and without.
 
-    python benchmarks/bench_sinks.py [--copies 6] [--repeats 3] [--model NAME_OR_DIR]
+    python benchmarks/bench_sinks.py [--copies 6] [--repeats 3] [--model NAME_OR_DIR] [--size PX]
 
-Two streams of ``--copies`` x 20 s (112x112 at 16 fps, 16 kHz audio), read as fast as they decode:
+Two streams of ``--copies`` x 20 s (112x112 at 16 fps, 16 kHz audio; ``--size``: the picture
+scaled to PXxPX, as a camera's larger frames), read as fast as they decode:
 
 - ``dense``: the demo scenario's 20-s clip (seed 334: two events) every time (6 copies: 120 s,
   12 events, a third of the time in an event: with 2 s before and after, three quarters of the
@@ -54,9 +55,9 @@ from loco_stream.synth import sample_scenario, write_clip  # noqa: E402
 from tests.test_sinks_support import MOSQUITTO, Broker, Receiver  # noqa: E402
 
 
-def long_clip(folder: Path, copies: int, sparse: bool) -> Path:
+def long_clip(folder: Path, copies: int, sparse: bool, size: int | None = None) -> Path:
     """The 20-s demo clip ``copies`` times in a row (stream copy, no re-encoding); ``sparse``:
-    the clip once, then its scene without events."""
+    the clip once, then its scene without events; ``size``: the picture scaled to that square."""
     scenario = sample_scenario(334, 0, 20.0, split="demo")
     one, quiet = folder / "one.mp4", folder / "quiet.mp4"
     write_clip(scenario, one)
@@ -67,9 +68,11 @@ def long_clip(folder: Path, copies: int, sparse: bool) -> Path:
     listing = folder / "list.txt"
     listing.write_text("".join(f"file '{part}'\n" for part in parts))
     clip = folder / ("sparse.mp4" if sparse else "dense.mp4")
+    video = ["-c", "copy"] if size is None else ["-vf", f"scale={size}:{size}", "-c:a", "copy"]
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
-        + ["-c", "copy", str(clip)],
+        + video
+        + [str(clip)],
         check=True,
     )
     return clip
@@ -116,6 +119,7 @@ def replay(items: list, records: list[dict], folder: Path) -> dict:
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=6, help="20-s copies per stream")
+    parser.add_argument("--size", type=int, help="the picture scaled to SIZExSIZE pixels")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
     parser.add_argument(
         "--model", default="default", help="the model the streams run (default: the default)"
@@ -135,7 +139,7 @@ def main_bench() -> None:
     replayed: list[dict] = []
     try:
         for stream in ("dense", "sparse"):
-            clip = long_clip(folder, options.copies, sparse=stream == "sparse")
+            clip = long_clip(folder, options.copies, stream == "sparse", options.size)
             output = folder / f"{stream}.jsonl"
             base = ["--input", str(clip), "--output", str(output), "--model", options.model]
             variants = {
@@ -164,7 +168,8 @@ def main_bench() -> None:
             broker.stop()
     media = 20.0 * options.copies
     print(
-        f"{media:.0f} s of media a stream, model {options.model}, {options.repeats} runs each "
+        f"{media:.0f} s of media a stream, {options.size or 112} px, model {options.model}, "
+        f"{options.repeats} runs each "
         "(medians; runs in s)"
     )
     print("| stream | variant | CPU s | vs none | encoder CPU s | encoder vs none | runs |")
