@@ -52,7 +52,12 @@ from loco_stream.cli.stream import main  # noqa: E402
 from loco_stream.sinks import EvidenceRecorder  # noqa: E402
 from loco_stream.sources.file import FileSource  # noqa: E402
 from loco_stream.synth import sample_scenario, write_clip  # noqa: E402
-from tests.test_sinks_support import MOSQUITTO, Broker, Receiver  # noqa: E402
+from tests.test_sinks_support import (  # noqa: E402
+    MOSQUITTO,
+    Broker,
+    Receiver,
+    replay_into_evidence,
+)
 
 
 def long_clip(folder: Path, copies: int, sparse: bool, size: int | None = None) -> Path:
@@ -100,22 +105,6 @@ def cpu_seconds(args: list[str], output: Path) -> tuple[float, float]:
     return spent, stats.get("sinks", {}).get("evidence", {}).get("encoder_cpu_s", 0.0)
 
 
-def replay(items: list, records: list[dict], folder: Path) -> dict:
-    """A stream's ``items`` and its start and end ``records`` into an `EvidenceRecorder` writing
-    to ``folder``; its counters once the clips are written."""
-    recorder = EvidenceRecorder(folder)
-    recorder.open()
-    pending = [record for record in records if record["type"] in ("start", "end")]
-    for item in items:
-        while pending and pending[0]["emitted_at"] <= item.t:
-            recorder.annotate("replay", pending.pop(0))
-        recorder.on_item("replay", item)
-    recorder.finish()
-    counters = recorder.counters()
-    recorder.close()
-    return counters
-
-
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=6, help="20-s copies per stream")
@@ -160,7 +149,9 @@ def main_bench() -> None:
                 items = list(FileSource(clip))
                 for _ in range(options.repeats):
                     shutil.rmtree(folder / "evidence", ignore_errors=True)
-                    replayed.append(replay(items, records, folder / "evidence"))
+                    recorder = EvidenceRecorder(folder / "evidence")
+                    recorder.open()
+                    replayed.append(replay_into_evidence(recorder, "replay", items, records))
     finally:
         ours.send("stop")
         receiver.join()

@@ -19,6 +19,7 @@ from loco_stream.sinks.recording import Recording
 from loco_stream.sinks.retention import Retention
 from loco_stream.sources.base import AudioBlock, VideoFrame
 from loco_stream.synth import render_audio, render_frame
+from tests.test_sinks_support import replay_into_evidence
 from tests.test_stream_support import demo_scenario, real_model_dir
 
 FPS = 16
@@ -201,14 +202,7 @@ def test_overlapping_clips_are_encoded_once_and_each_is_whole(
         {"type": "start", "id": 2, "start": 8.5, "emitted_at": second_start_at},
         {"type": "end", "id": 2, "start": 8.5, "end": 12.0, "peak": 10.5, "emitted_at": 15.0},
     ]
-    records.sort(key=lambda record: record["emitted_at"])
-    for item in items:
-        while records and records[0]["emitted_at"] <= item.t:
-            recorder.annotate("cam", records.pop(0))
-        recorder.on_item("cam", item)
-    recorder.finish()
-    counters = recorder.counters()
-    recorder.close()
+    counters = replay_into_evidence(recorder, "cam", items, records)
     updates = {update["id"]: update for _, update in recorder.take_updates()}
     assert counters["clips"] == counters["snapshots"] == 2 and counters["failures"] == 0
     encoded = (14.0 - 2.0 if shared else (9.0 - 2.0) + (14.0 - 7.5)) * FPS

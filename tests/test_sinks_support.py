@@ -1,5 +1,5 @@
 """Shared helpers of the sink tests (no tests here): a mosquitto broker, an HTTP receiver, free
-ports, a demo clip, and waiting without timing anything."""
+ports, a demo clip, replaying a stream into the evidence, and waiting without timing anything."""
 
 from __future__ import annotations
 
@@ -51,6 +51,24 @@ def demo_clip(folder: Path) -> Path:
 
 def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def replay_into_evidence(recorder, stream: str, items: list, records: list[dict]) -> dict:
+    """``stream``'s ``items`` into an opened `EvidenceRecorder`, each start and end record of
+    ``records`` annotated once the stream reaches its ``emitted_at`` (as the stitcher emits
+    them); the recorder's counters once it has written the clips and closed."""
+    pending = sorted(
+        (record for record in records if record["type"] in ("start", "end")),
+        key=lambda record: record["emitted_at"],
+    )
+    for item in items:
+        while pending and pending[0]["emitted_at"] <= item.t:
+            recorder.annotate(stream, pending.pop(0))
+        recorder.on_item(stream, item)
+    recorder.finish()
+    counters = recorder.counters()
+    recorder.close()
+    return counters
 
 
 class Broker:
