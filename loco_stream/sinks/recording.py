@@ -63,6 +63,8 @@ class Recording:
         self._clips: list[ClipFile] = []
         self._shifts: dict[ClipFile, dict[str, int]] = {}  # ticks from our 0 to the clip's
         self._wanted_by: dict[int, list[ClipFile]] = {}  # a frame's pts (ms) -> its clips
+        # packets of each started clip not yet written: (stream time, kind, packet), in order
+        self._unsent: dict[ClipFile, deque[tuple[float, str, av.Packet]]] = {}
         self._held: deque[Item] = deque()  # items not yet encoded, oldest first
         self._position = -math.inf  # stream time of the last item encoded or passed over
         self._advanced = -math.inf  # stream time up to which `advance` encoded everything
@@ -102,8 +104,10 @@ class Recording:
         HOLD_SECONDS behind it."""
         self._held.append(item)
         self.newest = max(self.newest, item.t)
-        while self._held and self._held[0].t < item.t - HOLD_SECONDS:
-            self._encode(self._held.popleft())
+        if self._held[0].t < item.t - HOLD_SECONDS:
+            while self._held and self._held[0].t < item.t - HOLD_SECONDS:
+                self._encode(self._held.popleft())
+            self._send()
 
     def advance(self, until: float) -> None:
         """Encode now what is held up to ``until`` (a clip's end, now final) and the sound just
@@ -118,6 +122,7 @@ class Recording:
                     self._add_audio(item)
             self._flush_audio()
         self._advanced = max(self._advanced, until)
+        self._send()
 
     def finish(self) -> None:
         """No more items: encode what is held and flush the encoders."""
@@ -130,6 +135,7 @@ class Recording:
             self._box.close()
             self._box = None
         self.finished = True
+        self._send()
 
     def through(self) -> list[ClipFile]:
         """The done clips that have all their packets (all done ones, once finished), handed
@@ -145,8 +151,12 @@ class Recording:
             )
         ]
         for clip in ready:
+            self._send_to(clip)
+        ready = [clip for clip in ready if clip in self._clips]  # not dropped on the way
+        for clip in ready:
             self._clips.remove(clip)
             self._shifts.pop(clip, None)
+            self._unsent.pop(clip, None)
         return ready
 
     def abort(self) -> None:
@@ -234,13 +244,14 @@ class Recording:
             self._drop(clip, error)
             return
         self._shifts[clip] = shift
-        for _, kind, packet in list(self._recent):
+        self._unsent[clip] = deque()
+        for t, kind, packet in self._recent:
             if kind == "video":
                 inside = packet.pts >= pts
             else:
                 inside = packet.pts + packet.duration > shift["audio"]
-            if inside and clip in self._shifts:
-                self._write(clip, kind, packet)
+            if inside:
+                self._unsent[clip].append((t, kind, packet))
         for t, image in self._recent_stills:
             if t >= origin and clip in self._shifts:
                 clip.keep_still(t, image)
@@ -296,13 +307,27 @@ class Recording:
                     end = packet.pts + packet.duration  # after its first frame, up to its last
                     inside = end > shift["audio"] and t <= clip.last
                 if inside:
-                    self._write(clip, kind, packet)
+                    self._unsent[clip].append((t, kind, packet))
         while self._recent and self._recent[0][0] < self.newest - REJOIN_SECONDS:
             self._recent.popleft()
 
-    def _write(self, clip: ClipFile, kind: str, packet: av.Packet) -> None:
+    def _send(self) -> None:
+        for clip in list(self._unsent):
+            self._send_to(clip)
+
+    def _send_to(self, clip: ClipFile) -> None:
+        """Write the clip's packets whose place in it is certain: once its end is known, those
+        up to it (the rest are dropped); before, those HOLD_SECONDS behind the newest item (an
+        end record cannot come that late). A packet for a clip whose end is not known yet may
+        lie past it: another clip's end made the recording encode ahead (`advance`)."""
+        unsent = self._unsent[clip]
+        final = clip.done or clip.until < math.inf  # its end will not change
+        horizon = math.inf if final else self.newest - HOLD_SECONDS
         try:
-            clip.mux(kind, packet, self._shifts[clip][kind])
+            while unsent and unsent[0][0] <= horizon:
+                t, kind, packet = unsent.popleft()
+                if t <= clip.last:
+                    clip.mux(kind, packet, self._shifts[clip][kind])
         except (OSError, av.FFmpegError) as error:
             self._drop(clip, error)
 
@@ -310,5 +335,6 @@ class Recording:
         """``clip`` cannot be written: abort it and list it for the owner."""
         self._clips.remove(clip)
         self._shifts.pop(clip, None)
+        self._unsent.pop(clip, None)
         clip.abort()
         self.failed.append((clip, error))
