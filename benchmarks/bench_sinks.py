@@ -19,7 +19,8 @@ disturbs far less than the difference of two whole runs:
 
 - ``none``: ``--output`` only;
 - ``evidence``: ``--evidence DIR`` (a clip and a snapshot per event), and with ``--evidence-fps 8``
-  (clips at half the source's rate);
+  (clips at half the source's rate), and for a ``--size`` over 224 with ``--evidence-width``
+  half of it;
 - ``all sinks``: ``--evidence DIR --mqtt`` (a mosquitto started here, when Debian's is installed)
   ``--webhook`` (a receiver in a process of its own: its CPU is not the stream's)
   ``--serve 127.0.0.1:0``.
@@ -92,6 +93,9 @@ def serve_webhooks(connection) -> None:
     receiver.stop()
 
 
+HALF_SIZE_FROM = 224  # px: streams wider than this also run with clips at half their width
+
+
 def cpu_seconds(args: list[str], output: Path) -> tuple[float, float]:
     """CPU time of this process over one run of loco-stream with ``args``, and of the evidence's
     encoder thread in it (its stats counter; 0 without evidence)."""
@@ -137,6 +141,9 @@ def main_bench() -> None:
                 "evidence, --evidence-fps 8": base + evidence + ["--evidence-fps", "8"],
                 "all sinks": base + sinks,
             }
+            if options.size and options.size > HALF_SIZE_FROM:  # clips at half the width
+                half = ["--evidence-width", str(options.size // 2)]
+                variants[f"evidence, --evidence-width {options.size // 2}"] = base + evidence + half
             cpu_seconds(base, output)  # warm-up: caches, lazy imports
             for _ in range(options.repeats):
                 for name, args in variants.items():  # interleaved: the machine's load hits all

@@ -8,3 +8,4 @@ LIVE_PAGE_ADDRESS = "127.0.0.1:8080"  # --serve without HOST:PORT
 EVIDENCE_PRE_SECONDS = 2.0  # clip before an event
 EVIDENCE_POST_SECONDS = 2.0  # clip after an event
 EVIDENCE_MAX_MB = 1024.0  # bound of the evidence folder
+EVIDENCE_WIDTH = 640  # px: clips of wider frames are scaled down to this width

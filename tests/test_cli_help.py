@@ -109,8 +109,9 @@ def test_the_defaults_shown_are_the_librarys() -> None:
         defaults.EVIDENCE_PRE_SECONDS,
         defaults.EVIDENCE_POST_SECONDS,
         defaults.EVIDENCE_MAX_MB,
+        defaults.EVIDENCE_WIDTH,
     )
-    assert shown == tuple(evidence[name].default for name in ("pre", "post", "max_mb"))
+    assert shown == tuple(evidence[name].default for name in ("pre", "post", "max_mb", "width"))
     assert list(SHIPPED_EXTRACTOR_SETS) == sorted(SETS)
     assert SET_TIMINGS == tuple(TIMINGS)
     assert export_hop == DEFAULT_HOP_STEPS

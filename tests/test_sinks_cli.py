@@ -147,6 +147,7 @@ def arrived(subscriber: Subscriber, prefix: str, count: int) -> Callable[[], boo
         (["--serve", "0.0.0.0:8080"], "add --serve-remote to allow that"),
         (["--pre", "1"], "--pre is an option of --evidence"),
         (["--evidence", "e", "--post", "-1"], "post (--post) must be seconds"),
+        (["--evidence", "e", "--evidence-width", "8"], "must be a whole number of pixels from 32"),
     ],
 )
 def test_a_malformed_setting_is_one_usage_line(

@@ -120,6 +120,27 @@ def test_a_frame_rate_cap_halves_the_frames_and_keeps_the_clip_s_length(tmp_path
         EvidenceRecorder(tmp_path / "evidence", fps=0)
 
 
+def test_a_width_cap_scales_the_clip_down_and_keeps_the_snapshot_sharp(tmp_path: Path) -> None:
+    """--evidence-width 48 on 96x64 frames: a 48x32 clip (the aspect kept), a 96x64 snapshot;
+    a width under 32 is refused."""
+    items = [VideoFrame(k / FPS, np.full((64, 96, 3), 8 * k, np.uint8)) for k in range(2 * FPS)]
+    clip = ClipFile(tmp_path / "clip.mp4", 0.0)
+    clip.done = True
+    recording = Recording(0.0, max_width=48)
+    recording.join(clip)
+    for item in items:
+        recording.add(item)
+    recording.finish()
+    recording.through()[0].close()
+    with av.open(str(clip.path)) as container:
+        video = container.streams.video[0]
+        assert (video.width, video.height) == (48, 32)
+    clip.write_snapshot(1.0, tmp_path / "snapshot.jpg")
+    assert cv2.imread(str(tmp_path / "snapshot.jpg")).shape[:2] == (64, 96)
+    with pytest.raises(ValueError, match="--evidence-width"):
+        EvidenceRecorder(tmp_path / "evidence", width=8)
+
+
 def test_a_clip_cut_from_the_stream_runs_from_pre_before_its_start_to_post_after_its_end(
     tmp_path: Path,
 ) -> None:

@@ -18,6 +18,7 @@ from ..defaults import (
     EVIDENCE_MAX_MB,
     EVIDENCE_POST_SECONDS,
     EVIDENCE_PRE_SECONDS,
+    EVIDENCE_WIDTH,
     LIVE_PAGE_ADDRESS,
 )
 from .stream_errors import PROG
@@ -174,6 +175,12 @@ def _monitoring_options(parser: argparse.ArgumentParser) -> None:
         help="at most FPS frames a second in clips: less CPU (default: the source's rate)",
     )
     group.add_argument(
+        "--evidence-width",
+        type=int,
+        metavar="PX",
+        help=f"clips at most PX wide, scaled down: less CPU (default: {EVIDENCE_WIDTH})",
+    )
+    group.add_argument(
         "--evidence-max-mb",
         type=float,
         metavar="MB",
@@ -264,6 +271,7 @@ def _check_monitoring(parser: argparse.ArgumentParser, args: argparse.Namespace)
         ("--post", args.post, "--evidence", args.evidence),
         ("--evidence-max-mb", args.evidence_max_mb, "--evidence", args.evidence),
         ("--evidence-fps", args.evidence_fps, "--evidence", args.evidence),
+        ("--evidence-width", args.evidence_width, "--evidence", args.evidence),
         ("--mqtt-prefix", args.mqtt_prefix, "--mqtt", args.mqtt),
         ("--mqtt-tls", args.mqtt_tls or None, "--mqtt", args.mqtt),
         ("--serve-remote", args.serve_remote or None, "--serve", args.serve),

@@ -32,6 +32,7 @@ def build_sinks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
                 "post": args.post,
                 "max_mb": args.evidence_max_mb,
                 "fps": args.evidence_fps,
+                "width": args.evidence_width,
             }
             given = {name: value for name, value in options.items() if value is not None}
             sinks.append(EvidenceRecorder(args.evidence, **given))

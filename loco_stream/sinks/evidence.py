@@ -31,7 +31,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..defaults import EVIDENCE_MAX_MB, EVIDENCE_POST_SECONDS, EVIDENCE_PRE_SECONDS
+from ..defaults import (
+    EVIDENCE_MAX_MB,
+    EVIDENCE_POST_SECONDS,
+    EVIDENCE_PRE_SECONDS,
+    EVIDENCE_WIDTH,
+)
 from ..sources.base import AudioBlock, Item
 from .base import Sink, SinkError, log
 from .clip import MAX_SECONDS, ClipFile
@@ -44,6 +49,7 @@ RING_MAX_BYTES = 256 * 2**20  # per stream
 MAX_QUEUED_ITEMS = 4096  # items waiting for the encoder, all recordings together
 BATCH_ITEMS = 32  # items handed to the encoder at once (about 0.5 s of a 16-fps, 16-kHz source)
 FINISH_TIMEOUT_S = 120.0  # the end of a stream waits this long at most for the encoder
+MIN_WIDTH = 32  # px: the narrowest clips
 
 
 @dataclass(eq=False)  # compared and hashed by identity
@@ -102,8 +108,9 @@ class _Counts:
 class EvidenceRecorder(Sink):
     """Keeps a JPEG snapshot and an mp4 clip (H.264 + AAC) of every final event under ``folder``,
     from ``pre`` seconds before its start to ``post`` seconds after its end, at most ``fps``
-    frames a second (None: the source's rate), the folder bounded to ``max_mb`` megabytes (oldest
-    files deleted first)."""
+    frames a second (None: the source's rate) and ``width`` pixels wide (wider frames scaled
+    down; snapshots as wide as the ring keeps, 640 px at most), the folder bounded to ``max_mb``
+    megabytes (oldest files deleted first)."""
 
     name = "evidence"
 
@@ -114,6 +121,7 @@ class EvidenceRecorder(Sink):
         post: float = EVIDENCE_POST_SECONDS,
         max_mb: float = EVIDENCE_MAX_MB,
         fps: float | None = None,
+        width: int = EVIDENCE_WIDTH,
     ) -> None:
         for what, value in (("pre", pre), ("post", post)):
             if not (math.isfinite(value) and 0 <= value <= RING_SLACK_SECONDS):
@@ -130,8 +138,14 @@ class EvidenceRecorder(Sink):
             raise ValueError(
                 f"fps (--evidence-fps), the clips' frame-rate cap, must be above 0, got {fps}"
             )
+        if not (isinstance(width, int) and MIN_WIDTH <= width):
+            raise ValueError(
+                f"width (--evidence-width), the clips' largest width, must be a whole number of "
+                f"pixels from {MIN_WIDTH}, got {width}"
+            )
         self.folder = Path(folder)
         self.pre, self.post, self.max_mb, self.fps = pre, post, max_mb, fps
+        self.width = width
         self._run = time.strftime("%Y%m%dT%H%M%S", time.gmtime())  # tells runs' files apart
         self._rings: dict[str, MediaRing] = {}
         self._clips: dict[tuple[str, int], _Clip] = {}  # clips not yet done, by (stream, id)
@@ -328,7 +342,7 @@ class EvidenceRecorder(Sink):
                     self._queued -= len(payload)
             feed = target if isinstance(target, _Feed) else target.feed
             if command == "open":
-                recordings[feed] = Recording(feed.begin, self.fps)
+                recordings[feed] = Recording(feed.begin, self.fps, self.width)
             recording = recordings.get(feed)
             if recording is None:
                 continue  # its recording failed: its clips are counted already

@@ -6,9 +6,10 @@ from collections import deque
 
 import cv2
 
+from ..defaults import EVIDENCE_WIDTH
 from ..sources.base import AudioBlock, Item, VideoFrame
 
-MAX_WIDTH = 640  # px: wider frames are kept scaled down to this width
+MAX_WIDTH = EVIDENCE_WIDTH  # px: wider frames are kept scaled down to this width
 
 
 class MediaRing:

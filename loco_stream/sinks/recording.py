@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from av.video.frame import PictureType
 
+from ..defaults import EVIDENCE_WIDTH
 from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, Item, VideoFrame
 from .clip import FIRST_STILL_SPACING, ClipFile
 
@@ -50,11 +51,15 @@ JOIN_WINDOW_SECONDS = 15.0  # a clip may join if it begins at most this long bef
 
 class Recording:
     """Encodes one stream's items from stream time ``begin`` on, at most ``max_fps`` frames a
-    second (None: every frame), for the clips that `join` it; a clip that cannot be written is
-    dropped and listed in ``failed`` (clip, error) for the owner."""
+    second (None: every frame) and ``max_width`` pixels wide (wider frames scaled down), for
+    the clips that `join` it; a clip that cannot be written is dropped and listed in ``failed``
+    (clip, error) for the owner."""
 
-    def __init__(self, begin: float, max_fps: float | None = None) -> None:
+    def __init__(
+        self, begin: float, max_fps: float | None = None, max_width: int = EVIDENCE_WIDTH
+    ) -> None:
         self.begin = begin
+        self.max_width = max_width
         self.frames = 0  # frames encoded
         self.newest = -math.inf  # stream time of the newest item taken
         self.finished = False  # no more items: what it held is encoded, its encoders flushed
@@ -181,6 +186,8 @@ class Recording:
 
     def _open(self, image: np.ndarray) -> None:
         height, width = image.shape[:2]
+        if width > self.max_width:
+            width, height = self.max_width, max(2, round(height * self.max_width / width))
         self._size = (max(2, width - width % 2), max(2, height - height % 2))
         box = av.open(io.BytesIO(), "w", format="mp4")  # sets the encoders' global headers
         video = box.add_stream("libx264", rate=NOMINAL_FPS, options=VIDEO_OPTIONS)
@@ -203,14 +210,15 @@ class Recording:
             return
         if self.frames and pts - self._last_pts < self._min_gap_ms - 0.5:  # over max_fps
             return
-        image = frame.image
+        image = frame.image  # the stills keep it whole: a snapshot as sharp as the ring has it
         if self._box is None:
             self._open(image)
         width, height = self._size
+        scaled = image
         if image.shape[:2] != (height, width):
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            scaled = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         # (H * 3 / 2, W) I420 planes: OpenCV converts 3x faster than swscale would inside encode
-        planes = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+        planes = cv2.cvtColor(scaled, cv2.COLOR_RGB2YUV_I420)
         picture = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
         picture.pts, picture.time_base = pts, MILLISECOND
         starting = [clip for clip in wanting if not clip.started]
