@@ -174,7 +174,8 @@ class EvidenceRecorder(Sink):
         self._thread.start()
 
     def on_item(self, stream: str, item: Item) -> None:
-        """Keep a copy of one item of ``stream``, and hand it to the clips taking it."""
+        """Keep a copy of one item of ``stream``, and hand it to the recordings taking it (a
+        feed whose clips all stopped taking items lingers, then closes)."""
         with self._lock:
             if stream not in self._rings:
                 self._rings[stream] = MediaRing(self.pre + RING_SLACK_SECONDS, RING_MAX_BYTES)

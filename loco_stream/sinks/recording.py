@@ -7,13 +7,16 @@ Clips of events that overlap join one recording, so a second of the stream is en
 however many clips hold it, and the encoders start once. Items wait HOLD_SECONDS (of stream
 time) before they are encoded, so that a clip whose end becomes known late (an end record comes
 a few seconds after the event) still leaves out what lies past it; once a clip's end is final,
-`advance` encodes up to it at once and the clip is complete. A clip that joins before its first
-frame is encoded gets a keyframe there (a forced IDR); one whose begin is already encoded starts
-at the last keyframe before it, from the packets of the last REJOIN_SECONDS the recording keeps
-(with stills for its snapshot). Video is timed by each frame's stream time (variable frame
-rate, ms ticks); audio (16 kHz mono, as the sources hand it out) is laid on one track from the
-recording's begin: gaps are filled with silence, overlaps cut, and it is encoded in chunks of
-AUDIO_CHUNK_SECONDS (the AAC encoder's cost is mostly per call).
+`advance` encodes up to it at once and the clip is complete. Encoding ahead for one clip must
+not lengthen another whose end is not known yet, so a clip's packets are written only once
+their place in it is certain (`_send_to`). A clip that joins before its first frame is encoded
+gets a keyframe there (a forced IDR); one whose begin is already encoded starts at the last
+keyframe before it, from the packets of the last REJOIN_SECONDS the recording keeps (with
+stills for its snapshot), and is shown from its begin (an edit list). Video is timed by each
+frame's stream time (variable frame rate, ms ticks); audio (16 kHz mono, as the sources hand it
+out) is laid on one track from the recording's begin: gaps are filled with silence, overlaps
+cut, and it is encoded in chunks of AUDIO_CHUNK_SECONDS (the AAC encoder's cost is mostly per
+call).
 """
 
 from __future__ import annotations
