@@ -47,7 +47,7 @@ HOLD_SECONDS = 5.0  # items wait this long (of stream time) before they are enco
 AUDIO_CHUNK_SECONDS = 0.5  # audio goes to the encoder in chunks this long
 AUDIO_TAIL_SECONDS = 0.35  # sound past a clip's end encoded with it: the AAC encoder's delay
 THROUGH_SECONDS = 1.0  # a clip is complete once the encoding is this far past its end
-REJOIN_SECONDS = 20.0  # packets and stills kept for clips that join with their begin encoded
+REJOIN_SECONDS = 20.0  # packets kept for clips that join with their begin encoded
 JOIN_WINDOW_SECONDS = 15.0  # a clip may join if it begins at most this long before the newest
 # item: the packets kept then hold a keyframe before its begin (one every GOP_FRAMES)
 
@@ -84,7 +84,8 @@ class Recording:
         self._pending_audio: list[np.ndarray] = []  # (n,) float32 each, not yet encoded
         self._pending_samples = 0
         self._recent: deque[tuple[float, str, av.Packet]] = deque()  # (stream time, kind, packet)
-        self._recent_stills: deque[tuple[float, np.ndarray]] = deque()  # (stream time, RGB)
+        # (stream time, RGB) of the last JOIN_WINDOW_SECONDS: the ring's frames, not copies
+        self._recent_stills: deque[tuple[float, np.ndarray]] = deque()
 
     @property
     def clips(self) -> list[ClipFile]:
@@ -237,8 +238,8 @@ class Recording:
         self._deliver("video", packets)
         if not self._recent_stills or t - self._recent_stills[-1][0] >= FIRST_STILL_SPACING:
             self._recent_stills.append((t, image))
-        while self._recent_stills[0][0] < t - REJOIN_SECONDS:
-            self._recent_stills.popleft()
+        while self._recent_stills and self._recent_stills[0][0] < self.newest - JOIN_WINDOW_SECONDS:
+            self._recent_stills.popleft()  # no clip can join before: the ring's frames, no more
         for clip in wanting:
             if clip in self._shifts:  # started, not dropped on the way
                 clip.keep_still(t, image)
