@@ -63,11 +63,11 @@ def test_the_folder_keeps_within_its_bound_deleting_the_oldest_first(tmp_path: P
     assert retention.deleted == 1 and retention.total == 900
 
 
-def record_one_clip(path: Path, items: list, max_fps: float | None = None) -> ClipFile:
+def record_one_clip(path: Path, items: list, max_fps: float | None = None, **options) -> ClipFile:
     """``items`` recorded into one clip from stream time 0 to their end, closed."""
     clip = ClipFile(path, 0.0)
     clip.done = True  # to the end of the items
-    recording = Recording(0.0, max_fps)
+    recording = Recording(0.0, max_fps, **options)
     recording.join(clip)
     for item in sorted(items, key=lambda item: item.t):
         recording.add(item)
@@ -124,14 +124,7 @@ def test_a_width_cap_scales_the_clip_down_and_keeps_the_snapshot_sharp(tmp_path:
     """--evidence-width 48 on 96x64 frames: a 48x32 clip (the aspect kept), a 96x64 snapshot;
     a width under 32 is refused."""
     items = [VideoFrame(k / FPS, np.full((64, 96, 3), 8 * k, np.uint8)) for k in range(2 * FPS)]
-    clip = ClipFile(tmp_path / "clip.mp4", 0.0)
-    clip.done = True
-    recording = Recording(0.0, max_width=48)
-    recording.join(clip)
-    for item in items:
-        recording.add(item)
-    recording.finish()
-    recording.through()[0].close()
+    clip = record_one_clip(tmp_path / "clip.mp4", items, max_width=48)
     with av.open(str(clip.path)) as container:
         video = container.streams.video[0]
         assert (video.width, video.height) == (48, 32)

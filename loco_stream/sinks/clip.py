@@ -36,15 +36,10 @@ class ClipFile:
         self.done = False
         self.partial = path.with_name(path.name + ".part")
         self.frames = 0
-        self.origin: float | None = None  # stream time of its first frame (its time 0)
         self._container: av.container.OutputContainer | None = None
         self._streams: dict[str, av.stream.Stream] = {}  # "video"/"audio" -> its stream here
         self._stills: list[tuple[float, np.ndarray]] = []  # (stream time, RGB image)
         self._still_spacing = FIRST_STILL_SPACING
-
-    @property
-    def started(self) -> bool:
-        return self._container is not None
 
     @property
     def last(self) -> float:
@@ -59,9 +54,8 @@ class ClipFile:
         """Whether some of the stretch from ``t0`` to ``t1`` (stream time) belongs in the clip."""
         return t1 > self.begin and t0 <= self.last
 
-    def start(self, templates: dict[str, av.stream.Stream], origin: float) -> None:
-        """Open the file with streams like the recording's ``templates`` ("video", "audio");
-        ``origin``: the stream time of the clip's first frame."""
+    def start(self, templates: dict[str, av.stream.Stream]) -> None:
+        """Open the file with streams like the recording's ``templates`` ("video", "audio")."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         container = av.open(str(self.partial), "w", format="mp4", options={"movflags": "faststart"})
         self._container = container
@@ -69,7 +63,6 @@ class ClipFile:
             stream = container.add_stream_from_template(template)
             stream.codec_context.extradata = template.codec_context.extradata  # SPS/PPS, ASC
             self._streams[kind] = stream
-        self.origin = origin
 
     def mux(self, kind: str, packet: av.Packet, shift: int) -> None:
         """Write a copy of one of the recording's packets, ``shift`` ticks earlier (its time
@@ -117,13 +110,19 @@ class ClipFile:
 
     def abort(self) -> None:
         """Drop the clip (a failure): close what is open, delete the partial file."""
-        if self._container is not None:
-            try:
-                self._container.close()
-            except (OSError, av.FFmpegError):
-                pass
-            self._container = None
+        close_quietly(self._container)
+        self._container = None
         try:
             self.partial.unlink(missing_ok=True)
         except OSError:  # the folder itself is gone or in the way: nothing to delete
             pass
+
+
+def close_quietly(container: av.container.OutputContainer | None) -> None:
+    """Close ``container`` (if any) on the way out of a failure, whatever that raises."""
+    if container is None:
+        return
+    try:
+        container.close()
+    except (OSError, av.FFmpegError):
+        pass

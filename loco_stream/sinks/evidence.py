@@ -376,12 +376,15 @@ class EvidenceRecorder(Sink):
 
     def _settle(self, feed: _Feed, recording: Recording, files: dict[_Clip, ClipFile]) -> None:
         """Complete the recording's clips it is through with; count those it dropped."""
+        ready = recording.through()  # may drop a clip it cannot write: before the failures
+        if not ready and not recording.failed:
+            return  # the usual case: nothing to look up
         owners = {file: clip for clip, file in files.items() if clip.feed is feed}
         for file, error in recording.failed:
             del files[owners[file]]
             self._failed(owners[file], error)
         recording.failed.clear()
-        for file in recording.through():
+        for file in ready:
             del files[owners[file]]
             self._complete(owners[file], file, recording.newest)
 

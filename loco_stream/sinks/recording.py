@@ -33,7 +33,7 @@ from av.video.frame import PictureType
 
 from ..defaults import EVIDENCE_WIDTH
 from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, Item, VideoFrame
-from .clip import FIRST_STILL_SPACING, ClipFile
+from .clip import FIRST_STILL_SPACING, ClipFile, close_quietly
 
 MILLISECOND = Fraction(1, 1000)
 SAMPLE = Fraction(1, TARGET_SAMPLE_RATE)
@@ -173,12 +173,8 @@ class Recording:
         for clip in self._clips:
             clip.abort()
         self._clips = []
-        if self._box is not None:
-            try:
-                self._box.close()
-            except (OSError, av.FFmpegError):
-                pass
-            self._box = None
+        close_quietly(self._box)
+        self._box = None
 
     def _encode(self, item: Item) -> None:
         self._position = max(self._position, item.t)
@@ -225,7 +221,7 @@ class Recording:
         planes = cv2.cvtColor(scaled, cv2.COLOR_RGB2YUV_I420)
         picture = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
         picture.pts, picture.time_base = pts, MILLISECOND
-        starting = [clip for clip in wanting if not clip.started]
+        starting = [clip for clip in wanting if clip not in self._shifts]
         if starting:
             picture.pict_type = PictureType.I
         packets = self._encoders["video"].encode(picture)
@@ -251,7 +247,7 @@ class Recording:
         shift = {"video": origin_pts, "audio": origin_pts * TARGET_SAMPLE_RATE // 1000}
         origin = self.begin + origin_pts / 1000
         try:
-            clip.start(self._encoders, origin)
+            clip.start(self._encoders)
         except (OSError, av.FFmpegError) as error:
             self._drop(clip, error)
             return
@@ -265,7 +261,7 @@ class Recording:
             if inside:
                 self._unsent[clip].append((t, kind, packet))
         for t, image in self._recent_stills:
-            if t >= origin and clip in self._shifts:
+            if t >= origin:
                 clip.keep_still(t, image)
 
     def _add_audio(self, block: AudioBlock) -> None:
