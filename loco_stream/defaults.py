@@ -9,3 +9,4 @@ EVIDENCE_PRE_SECONDS = 2.0  # clip before an event
 EVIDENCE_POST_SECONDS = 2.0  # clip after an event
 EVIDENCE_MAX_MB = 1024.0  # bound of the evidence folder
 EVIDENCE_WIDTH = 640  # px: clips of wider frames are scaled down to this width
+EVIDENCE_CPU_PERCENT = 8.0  # the clip encoder's bound, a share of the rest of the process

@@ -148,6 +148,9 @@ def arrived(subscriber: Subscriber, prefix: str, count: int) -> Callable[[], boo
         (["--pre", "1"], "--pre is an option of --evidence"),
         (["--evidence", "e", "--post", "-1"], "post (--post) must be seconds"),
         (["--evidence", "e", "--evidence-width", "8"], "must be a whole number of pixels from 32"),
+        (["--evidence", "e", "--evidence-cpu", "lots"], "--evidence-cpu takes a percent above 0"),
+        (["--evidence", "e", "--evidence-cpu", "0"], "must be a percent above 0 (or none"),
+        (["--evidence-cpu", "5"], "--evidence-cpu is an option of --evidence"),
     ],
 )
 def test_a_malformed_setting_is_one_usage_line(

@@ -141,7 +141,7 @@ def test_a_clip_cut_from_the_stream_runs_from_pre_before_its_start_to_post_after
     from start - pre to end + post, the last part of a batch included (records arrive late, as
     the stitcher emits them: the start at 4 s, the end at 6 s, before the clip is through). The
     snapshot shows the end record's peak (4.2 s), not the event's middle (3.5 s)."""
-    recorder = EvidenceRecorder(tmp_path, pre=1.0, post=1.5)
+    recorder = EvidenceRecorder(tmp_path, pre=1.0, post=1.5, cpu_percent=None)
     recorder.open()
     block = 368
     colours = [(25 * k, 200 - 15 * k, 90) for k in range(10)]  # RGB per second
@@ -207,7 +207,7 @@ def test_overlapping_clips_are_encoded_once_and_each_is_whole(
     frames for 13.5 s of clips); when it comes after the recording closed, the second clip has
     one of its own. Either way each clip shows every frame and all the sound of its span from
     its first moment, and its snapshot shows its peak."""
-    recorder = EvidenceRecorder(tmp_path, pre=1.0, post=2.0)
+    recorder = EvidenceRecorder(tmp_path, pre=1.0, post=2.0, cpu_percent=None)
     recorder.open()
     items, colours = stream_items(20)
     records = [

@@ -1,6 +1,7 @@
-"""Any overlap of events, any lateness of their records, with or without a frame-rate cap: each
-clip shows its whole span from its first moment, sound included, and no second of the stream is
-encoded twice."""
+"""Any overlap of events, any lateness of their records, with or without a frame-rate cap, with
+or without CPU for the encoder: each clip shows its whole span from its first moment, sound
+included (starved of CPU: a frame every BUDGET_FLOOR_MS at least), and no second of the stream
+is encoded twice."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loco_stream.sinks import EvidenceRecorder
+from loco_stream.sinks.recording import BUDGET_FLOOR_MS
 from loco_stream.sources.base import AudioBlock, VideoFrame
 from tests.test_sinks_support import replay_into_evidence
 
@@ -40,7 +42,7 @@ event = st.tuples(
 
 
 @settings(
-    max_examples=12,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -49,9 +51,10 @@ event = st.tuples(
     pre=st.floats(0.0, 3.0),
     post=st.floats(0.0, 3.0),
     fps=st.sampled_from([None, 8.0]),
+    starved=st.booleans(),
 )
 def test_every_clip_shows_its_span_and_overlaps_are_encoded_once(
-    tmp_path_factory, events, pre, post, fps
+    tmp_path_factory, events, pre, post, fps, starved
 ) -> None:
     folder = tmp_path_factory.mktemp("evidence")
     records, spans = [], {}
@@ -71,7 +74,8 @@ def test_every_clip_shows_its_span_and_overlaps_are_encoded_once(
             }
         )
         spans[number] = (max(0.0, start - pre), end + post)
-    recorder = EvidenceRecorder(folder, pre=pre, post=post, fps=fps)
+    share = 1e-9 if starved else None  # starved: the budget earns next to nothing
+    recorder = EvidenceRecorder(folder, pre=pre, post=post, fps=fps, cpu_percent=share)
     recorder.open()
     counters = replay_into_evidence(recorder, "cam", ITEMS, records)
     updates = {update["id"]: update for _, update in recorder.take_updates()}
@@ -83,9 +87,17 @@ def test_every_clip_shows_its_span_and_overlaps_are_encoded_once(
             times = [frame.time for frame in container.decode(video=0)]
             container.seek(0)
             samples = sum(frame.samples for frame in container.decode(audio=0))
-        assert times[0] < 1 / rate + 0.01, (number, times[0])
         span = until - begin
-        assert abs(len(times) - span * rate) <= 2, (number, len(times), span)
-        assert abs(samples / 16000 - span) < 0.2, (number, samples / 16000, span)
+        sound = samples / 16000
+        if starved:  # a frame every BUDGET_FLOOR_MS at least, from its begin to its end; a
+            # late clip starts at the frame on show at its begin, so up to that much earlier
+            most_apart = BUDGET_FLOOR_MS / 1000 + 1 / rate + 0.01
+            assert times[0] < most_apart and span - times[-1] < most_apart, (number, times)
+            assert np.diff(times).max(initial=0) < most_apart, (number, times)
+            assert -0.2 < sound - span < most_apart + 0.2, (number, sound, span)
+        else:
+            assert times[0] < 1 / rate + 0.01, (number, times[0])
+            assert abs(len(times) - span * rate) <= 2, (number, len(times), span)
+            assert abs(sound - span) < 0.2, (number, sound, span)
         shown_frames += len(times)
     assert counters["frames_encoded"] <= shown_frames + 2 * len(events), counters

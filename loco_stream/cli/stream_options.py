@@ -15,6 +15,7 @@ from loco_stream.limits import LimitError, check, check_positive
 from ..defaults import (
     BACKENDS,
     DEFAULT_THRESHOLD,
+    EVIDENCE_CPU_PERCENT,
     EVIDENCE_MAX_MB,
     EVIDENCE_POST_SECONDS,
     EVIDENCE_PRE_SECONDS,
@@ -181,6 +182,15 @@ def _monitoring_options(parser: argparse.ArgumentParser) -> None:
         help=f"clips at most PX wide, scaled down: less CPU (default: {EVIDENCE_WIDTH})",
     )
     group.add_argument(
+        "--evidence-cpu",
+        metavar="PERCENT",
+        help=(
+            "the clip encoder's CPU at most PERCENT of the rest of the run's; over it, clips keep "
+            f"fewer frames (2 a second at least), all their sound; none: no bound (default: "
+            f"{EVIDENCE_CPU_PERCENT:g})"
+        ),
+    )
+    group.add_argument(
         "--evidence-max-mb",
         type=float,
         metavar="MB",
@@ -272,6 +282,7 @@ def _check_monitoring(parser: argparse.ArgumentParser, args: argparse.Namespace)
         ("--evidence-max-mb", args.evidence_max_mb, "--evidence", args.evidence),
         ("--evidence-fps", args.evidence_fps, "--evidence", args.evidence),
         ("--evidence-width", args.evidence_width, "--evidence", args.evidence),
+        ("--evidence-cpu", args.evidence_cpu, "--evidence", args.evidence),
         ("--mqtt-prefix", args.mqtt_prefix, "--mqtt", args.mqtt),
         ("--mqtt-tls", args.mqtt_tls or None, "--mqtt", args.mqtt),
         ("--serve-remote", args.serve_remote or None, "--serve", args.serve),

@@ -35,6 +35,8 @@ def build_sinks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
                 "width": args.evidence_width,
             }
             given = {name: value for name, value in options.items() if value is not None}
+            if args.evidence_cpu is not None:
+                given["cpu_percent"] = _cpu_percent(args.evidence_cpu)
             sinks.append(EvidenceRecorder(args.evidence, **given))
         if args.mqtt is not None:
             sinks.append(MqttSink(args.mqtt, args.mqtt_prefix or "loco", args.mqtt_tls))
@@ -45,6 +47,18 @@ def build_sinks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     except ValueError as error:
         parser.error(str(error))
     return sinks
+
+
+def _cpu_percent(text: str) -> float | None:
+    """``--evidence-cpu``'s value: a percent, or None for "none" (no bound)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"--evidence-cpu takes a percent above 0 (or none: no bound), got '{text}'"
+        ) from None
 
 
 def open_monitor(monitor: Monitor) -> None:

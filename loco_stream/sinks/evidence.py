@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..defaults import (
+    EVIDENCE_CPU_PERCENT,
     EVIDENCE_MAX_MB,
     EVIDENCE_POST_SECONDS,
     EVIDENCE_PRE_SECONDS,
@@ -40,6 +41,7 @@ from ..defaults import (
 from ..sources.base import AudioBlock, Item
 from .base import Sink, SinkError, log
 from .clip import MAX_SECONDS, ClipFile
+from .cpu_budget import CpuBudget
 from .media_ring import MediaRing
 from .recording import AUDIO_TAIL_SECONDS, HOLD_SECONDS, JOIN_WINDOW_SECONDS, Recording
 from .retention import Retention
@@ -101,6 +103,7 @@ class _Counts:
     dropped_items: int = 0  # frames and audio blocks left out of clips (the encoder fell behind)
     encoder_cpu_s: float = 0.0  # CPU time of the encoder thread so far
     frames_encoded: int = 0  # frames encoded, once however many clips hold them
+    frames_skipped: int = 0  # frames left out of clips: the encoder had spent its CPU share
     last_error: str | None = None
     warned: set[str] = field(default_factory=set)  # kinds of failure warned about
 
@@ -110,7 +113,9 @@ class EvidenceRecorder(Sink):
     from ``pre`` seconds before its start to ``post`` seconds after its end, at most ``fps``
     frames a second (None: the source's rate) and ``width`` pixels wide (wider frames scaled
     down; snapshots as wide as the ring keeps, 640 px at most), the folder bounded to ``max_mb``
-    megabytes (oldest files deleted first)."""
+    megabytes (oldest files deleted first). The encoder spends at most ``cpu_percent`` % of the
+    CPU time the rest of the process spends (None: no bound); over it, clips keep fewer frames
+    (2 a second at least) and all their sound."""
 
     name = "evidence"
 
@@ -122,6 +127,7 @@ class EvidenceRecorder(Sink):
         max_mb: float = EVIDENCE_MAX_MB,
         fps: float | None = None,
         width: int = EVIDENCE_WIDTH,
+        cpu_percent: float | None = EVIDENCE_CPU_PERCENT,
     ) -> None:
         for what, value in (("pre", pre), ("post", post)):
             if not (math.isfinite(value) and 0 <= value <= RING_SLACK_SECONDS):
@@ -143,9 +149,14 @@ class EvidenceRecorder(Sink):
                 f"width (--evidence-width), the clips' largest width, must be a whole number of "
                 f"pixels from {MIN_WIDTH}, got {width}"
             )
+        if cpu_percent is not None and not (math.isfinite(cpu_percent) and cpu_percent > 0):
+            raise ValueError(
+                "cpu_percent (--evidence-cpu), the encoder's share of the CPU, must be a percent "
+                f"above 0 (or none: no bound), got {cpu_percent}"
+            )
         self.folder = Path(folder)
         self.pre, self.post, self.max_mb, self.fps = pre, post, max_mb, fps
-        self.width = width
+        self.width, self.cpu_percent = width, cpu_percent
         self._run = time.strftime("%Y%m%dT%H%M%S", time.gmtime())  # tells runs' files apart
         self._rings: dict[str, MediaRing] = {}
         self._clips: dict[tuple[str, int], _Clip] = {}  # clips not yet done, by (stream, id)
@@ -243,6 +254,7 @@ class EvidenceRecorder(Sink):
                 "dropped_items": counts.dropped_items,
                 "encoder_cpu_s": round(counts.encoder_cpu_s, 3),
                 "frames_encoded": counts.frames_encoded,
+                "frames_skipped": counts.frames_skipped,
             }
             if self._retention is not None:
                 found["deleted"] = self._retention.deleted
@@ -328,6 +340,7 @@ class EvidenceRecorder(Sink):
         recordings: dict[_Feed, Recording] = {}
         files: dict[_Clip, ClipFile] = {}
         began = time.thread_time()
+        budget = None if self.cpu_percent is None else CpuBudget(self.cpu_percent / 100)
         while True:
             command, target, payload = self._work.get()
             self._counts.encoder_cpu_s = time.thread_time() - began  # a float: no lock needed
@@ -343,11 +356,11 @@ class EvidenceRecorder(Sink):
                     self._queued -= len(payload)
             feed = target if isinstance(target, _Feed) else target.feed
             if command == "open":
-                recordings[feed] = Recording(feed.begin, self.fps, self.width)
+                recordings[feed] = Recording(feed.begin, self.fps, self.width, budget)
             recording = recordings.get(feed)
             if recording is None:
                 continue  # its recording failed: its clips are counted already
-            frames = recording.frames
+            frames, skipped = recording.frames, recording.skipped
             try:
                 if command == "join":
                     files[target] = ClipFile(self.folder / target.names["clip"], target.begin)
@@ -370,6 +383,7 @@ class EvidenceRecorder(Sink):
                 del recordings[feed]
                 continue
             self._counts.frames_encoded += recording.frames - frames  # this thread's alone
+            self._counts.frames_skipped += recording.skipped - skipped
             self._settle(feed, recording, files)
             if recording.finished and not recording.clips:
                 del recordings[feed]

@@ -12,11 +12,14 @@ not lengthen another whose end is not known yet, so a clip's packets are written
 their place in it is certain (`_send_to`). A clip that joins before its first frame is encoded
 gets a keyframe there (a forced IDR); one whose begin is already encoded starts at the last
 keyframe before it, from the packets of the last REJOIN_SECONDS the recording keeps (with
-stills for its snapshot), and is shown from its begin (an edit list). Video is timed by each
-frame's stream time (variable frame rate, ms ticks); audio (16 kHz mono, as the sources hand it
-out) is laid on one track from the recording's begin: gaps are filled with silence, overlaps
-cut, and it is encoded in chunks of AUDIO_CHUNK_SECONDS (the AAC encoder's cost is mostly per
-call).
+stills for its snapshot), and is shown from the frame on show at its begin (an edit list that
+starts on a frame, so every player puts picture and sound in step). Over its CPU budget
+(`CpuBudget`) the recording takes fewer frames: one every BUDGET_FLOOR_MS, a clip's first, and
+its last where its end is known by then; a keyframe comes at least every KEYFRAME_SECONDS of
+stream time however few frames are taken. Video is timed by each frame's stream time (variable
+frame rate, ms ticks); audio (16 kHz mono, as the sources hand it out) is laid on one track from
+the recording's begin: gaps are filled with silence, overlaps cut, and it is encoded in chunks
+of AUDIO_CHUNK_SECONDS (the AAC encoder's cost is mostly per call).
 """
 
 from __future__ import annotations
@@ -34,38 +37,51 @@ from av.video.frame import PictureType
 from ..defaults import EVIDENCE_WIDTH
 from ..sources.base import TARGET_SAMPLE_RATE, AudioBlock, Item, VideoFrame
 from .clip import FIRST_STILL_SPACING, ClipFile, close_quietly
+from .cpu_budget import CpuBudget
 
 MILLISECOND = Fraction(1, 1000)
+HALF_TICK = 0.0005  # s: a frame's time and its pts in ms differ by this at most
 SAMPLE = Fraction(1, TARGET_SAMPLE_RATE)
 # libx264: the least CPU (bigger files); zerolatency: no lookahead or B-frames (15% less CPU),
 # so each frame's packet comes out at once; a forced keyframe (a clip's first frame) is an IDR
 VIDEO_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "crf": "26", "forced-idr": "1"}
 AUDIO_OPTIONS = {"aac_coder": "fast"}  # FFmpeg's AAC: half the CPU of its default coder
 GOP_FRAMES = 32  # a keyframe at least every this many frames (2 s at 16 fps)
+KEYFRAME_SECONDS = 2.0  # and at least this often in stream time, however few frames are taken
 NOMINAL_FPS = 16  # the rate given to the encoder; frames keep their own times
 HOLD_SECONDS = 5.0  # items wait this long (of stream time) before they are encoded
 AUDIO_CHUNK_SECONDS = 0.5  # audio goes to the encoder in chunks this long
 AUDIO_TAIL_SECONDS = 0.35  # sound past a clip's end encoded with it: the AAC encoder's delay
 THROUGH_SECONDS = 1.0  # a clip is complete once the encoding is this far past its end
 REJOIN_SECONDS = 20.0  # packets kept for clips that join with their begin encoded
+BUDGET_FLOOR_MS = 500  # over its CPU budget, the encoder still takes a frame this often
 JOIN_WINDOW_SECONDS = 15.0  # a clip may join if it begins at most this long before the newest
-# item: the packets kept then hold a keyframe before its begin (one every GOP_FRAMES)
+# item: the packets kept then hold a keyframe before its begin (one every KEYFRAME_SECONDS)
 
 
 class Recording:
     """Encodes one stream's items from stream time ``begin`` on, at most ``max_fps`` frames a
     second (None: every frame) and ``max_width`` pixels wide (wider frames scaled down), for
     the clips that `join` it; a clip that cannot be written is dropped and listed in ``failed``
-    (clip, error) for the owner."""
+    (clip, error) for the owner. While ``budget`` is spent, a frame is encoded only every
+    BUDGET_FLOOR_MS (and a clip's first frame, and its last if its end is known); the sound is
+    always whole."""
 
     def __init__(
-        self, begin: float, max_fps: float | None = None, max_width: int = EVIDENCE_WIDTH
+        self,
+        begin: float,
+        max_fps: float | None = None,
+        max_width: int = EVIDENCE_WIDTH,
+        budget: CpuBudget | None = None,
     ) -> None:
         self.begin = begin
         self.max_width = max_width
+        self.budget = budget
         self.frames = 0  # frames encoded
+        self.skipped = 0  # frames left out because the budget was spent
         self.newest = -math.inf  # stream time of the newest item taken
         self.finished = False  # no more items: what it held is encoded, its encoders flushed
+        self._finishing = False  # `finish` is encoding the last items held
         self.failed: list[tuple[ClipFile, Exception]] = []
         self._min_gap_ms = 0 if max_fps is None else 1000 / max_fps  # between frames encoded
         self._clips: list[ClipFile] = []
@@ -80,6 +96,7 @@ class Recording:
         self._encoders: dict[str, av.stream.Stream] = {}  # "video", "audio"
         self._size: tuple[int, int] | None = None  # (W, H) of the video, both even
         self._last_pts = -1  # ms of the last frame encoded
+        self._last_keyframe = -math.inf  # stream time of the last keyframe encoded
         self._next_sample = 0  # audio samples encoded or pending (from begin)
         self._pending_audio: list[np.ndarray] = []  # (n,) float32 each, not yet encoded
         self._pending_samples = 0
@@ -98,14 +115,17 @@ class Recording:
         self._clips.append(clip)
         if clip.begin > self._position:
             return  # nothing of it encoded yet: its first frame will be a keyframe
-        keyframes = [
-            packet.pts for _, kind, packet in self._recent if kind == "video" and packet.is_keyframe
-        ]
-        before = [pts for pts in keyframes if self.begin + pts / 1000 <= clip.begin]
-        after = [pts for pts in keyframes if self.begin + pts / 1000 > clip.begin]
-        if before:  # shown from its begin: the frames before it only decoded (an edit list)
-            self._start(clip, before[-1], round((clip.begin - self.begin) * 1000))
-        elif after:  # else it starts at its next frame
+        video = [packet for _, kind, packet in self._recent if kind == "video"]
+        shown_at_begin = max(  # pts of the frame on show at its begin (None: none kept)
+            (packet.pts for packet in video if self._time(packet.pts) <= clip.begin + HALF_TICK),
+            default=None,
+        )
+        keyframes = [packet.pts for packet in video if packet.is_keyframe]
+        before = [pts for pts in keyframes if shown_at_begin is not None and pts <= shown_at_begin]
+        after = [pts for pts in keyframes if shown_at_begin is None or pts > shown_at_begin]
+        if before:  # shown from that frame (an edit list): those before it only decoded
+            self._start(clip, before[-1], shown_at_begin)
+        elif after:  # else it starts at its next keyframe
             self._start(clip, after[0], after[0])
 
     def add(self, item: Item) -> None:
@@ -135,6 +155,7 @@ class Recording:
 
     def finish(self) -> None:
         """No more items: encode what is held and flush the encoders."""
+        self._finishing = True
         while self._held:
             self._encode(self._held.popleft())
         if self._box is not None:
@@ -160,7 +181,10 @@ class Recording:
             )
         ]
         for clip in ready:
-            self._send_to(clip)
+            if clip in self._unsent:
+                self._send_to(clip)
+            else:  # its span passed before a keyframe it could start at was encoded
+                self._drop(clip, ValueError("no frame of its span was encoded"))
         ready = [clip for clip in ready if clip in self._clips]  # not dropped on the way
         for clip in ready:
             self._clips.remove(clip)
@@ -210,6 +234,16 @@ class Recording:
             return
         if self.frames and pts - self._last_pts < self._min_gap_ms - 0.5:  # over max_fps
             return
+        starting = [clip for clip in wanting if clip not in self._shifts]
+        if (
+            self.budget is not None
+            and not starting
+            and pts - self._last_pts < BUDGET_FLOOR_MS
+            and not self._ends_a_clip(wanting)
+            and not self.budget.allows()
+        ):
+            self.skipped += 1
+            return
         image = frame.image  # the stills keep it whole: a snapshot as sharp as the ring has it
         if self._box is None:
             self._open(image)
@@ -221,13 +255,12 @@ class Recording:
         planes = cv2.cvtColor(scaled, cv2.COLOR_RGB2YUV_I420)
         picture = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
         picture.pts, picture.time_base = pts, MILLISECOND
-        starting = [clip for clip in wanting if clip not in self._shifts]
-        if starting:
+        if starting or frame.t - self._last_keyframe >= KEYFRAME_SECONDS:
             picture.pict_type = PictureType.I
         packets = self._encoders["video"].encode(picture)
         self._last_pts = pts
         self.frames += 1
-        t = self.begin + pts / 1000
+        t = self._time(pts)
         for clip in starting:
             self._start(clip, pts, pts)
         self._wanted_by[pts] = wanting
@@ -239,6 +272,17 @@ class Recording:
         for clip in wanting:
             if clip in self._shifts:  # started, not dropped on the way
                 clip.keep_still(t, image)
+
+    def _ends_a_clip(self, wanting: list[ClipFile]) -> bool:
+        """Whether the frame being encoded is the last of one of the clips ``wanting`` it: the
+        next frame held lies past that clip's end, or no frame follows (`finish`)."""
+        after = math.inf if self._finishing else None  # the stream's last frame, or unknown
+        following = next((item.t for item in self._held if isinstance(item, VideoFrame)), after)
+        return following is not None and any(clip.last < following for clip in wanting)
+
+    def _time(self, pts: int) -> float:
+        """The stream time of a video pts (ms from our begin)."""
+        return self.begin + pts / 1000
 
     def _start(self, clip: ClipFile, pts: int, origin_pts: int) -> None:
         """Open ``clip`` at the keyframe of ``pts`` (ms), its time 0 at ``origin_pts`` (ms, not
@@ -300,8 +344,10 @@ class Recording:
         kept REJOIN_SECONDS for clips that join later."""
         for packet in packets:
             if kind == "video":
-                t = self.begin + packet.pts / 1000
+                t = self._time(packet.pts)
                 wanting = self._wanted_by.pop(packet.pts, ())
+                if packet.is_keyframe:
+                    self._last_keyframe = t
             else:
                 t = self.begin + packet.pts / TARGET_SAMPLE_RATE
             self._recent.append((t, kind, packet))
@@ -334,7 +380,7 @@ class Recording:
         try:
             while unsent and unsent[0][0] <= horizon:
                 t, kind, packet = unsent.popleft()
-                if t <= clip.last:
+                if t <= clip.last + HALF_TICK:  # its pts is rounded to the ms
                     clip.mux(kind, packet, self._shifts[clip][kind])
         except (OSError, av.FFmpegError) as error:
             self._drop(clip, error)
