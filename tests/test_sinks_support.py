@@ -53,10 +53,14 @@ def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+REPLAY_BACKLOG = 512  # items a replay lets wait for the encoder (it drops beyond 4,096)
+
+
 def replay_into_evidence(recorder, stream: str, items: list, records: list[dict]) -> dict:
     """``stream``'s ``items`` into an opened `EvidenceRecorder`, each start and end record of
     ``records`` annotated once the stream reaches its ``emitted_at`` (as the stitcher emits
-    them); the recorder's counters once it has written the clips and closed."""
+    them), never more than REPLAY_BACKLOG items ahead of the encoder; the recorder's counters
+    once it has written the clips and closed."""
     pending = sorted(
         (record for record in records if record["type"] in ("start", "end")),
         key=lambda record: record["emitted_at"],
@@ -65,6 +69,8 @@ def replay_into_evidence(recorder, stream: str, items: list, records: list[dict]
         while pending and pending[0]["emitted_at"] <= item.t:
             recorder.annotate(stream, pending.pop(0))
         recorder.on_item(stream, item)
+        while recorder.backlog > REPLAY_BACKLOG:  # faster than any stream: let the encoder keep up
+            time.sleep(0.001)
     recorder.finish()
     counters = recorder.counters()
     recorder.close()

@@ -184,6 +184,12 @@ class EvidenceRecorder(Sink):
         self._thread = threading.Thread(target=self._encode, name="loco-evidence", daemon=True)
         self._thread.start()
 
+    @property
+    def backlog(self) -> int:
+        """Items waiting for the encoder (beyond MAX_QUEUED_ITEMS they are left out of clips)."""
+        with self._lock:
+            return self._queued
+
     def on_item(self, stream: str, item: Item) -> None:
         """Keep a copy of one item of ``stream``, and hand it to the recordings taking it (a
         feed whose clips all stopped taking items lingers, then closes)."""
