@@ -183,7 +183,7 @@ class Recording:
         for clip in ready:
             if clip in self._unsent:
                 self._send_to(clip)
-            else:  # its span passed before a keyframe it could start at was encoded
+            else:  # none of its frames reached the encoder (left out: it fell behind)
                 self._drop(clip, ValueError("no frame of its span was encoded"))
         ready = [clip for clip in ready if clip in self._clips]  # not dropped on the way
         for clip in ready:
