@@ -12,8 +12,8 @@ scaled to PXxPX, as a camera's larger frames), read as fast as they decode:
   backdrop and noise only) for the others: two events in 100 s, as a camera that sees about an
   event a minute.
 
-The streams are long beside the encoder's saved allowance (`CpuBudget`: at most 0.1 s of CPU),
-so what they measure is its share over time, not the first clips' burst.
+The streams are long beside what the encoder's allowance starts with (`CpuBudget`: 0.1 s of CPU
+at most), so what they measure is its share over time, not the first clips' burst.
 
 Each variant runs `loco_stream.cli.stream.main` in this process, ``--repeats`` times; the CPU time
 is the process's (every thread: the evidence encoder, paho's and the webhook's threads included)

@@ -11,10 +11,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loco_stream.sinks.clip import ClipFile
 from loco_stream.sinks.cpu_budget import CpuBudget
-from loco_stream.sinks.recording import BUDGET_FLOOR_MS, Recording
+from loco_stream.sinks.recording import BUDGET_FLOOR_MS
 from loco_stream.sources.base import AudioBlock, VideoFrame
+from tests.test_sinks_evidence import record_one_clip
 
 FPS = 16
 
@@ -87,15 +87,9 @@ def test_a_recording_over_its_budget_keeps_a_frame_every_half_second_and_all_its
     ]
     tone = np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000).astype(np.float32) * 0.3
     items += [AudioBlock(float(second), tone, 16000) for second in range(8)]
-    clip = ClipFile(tmp_path / "clip.mp4", 0.0)
-    clip.until, clip.done = 5.3, True
-    recording = Recording(0.0, budget=cpu.budget(0.08))
-    recording.join(clip)
-    for item in sorted(items, key=lambda item: item.t):
-        recording.add(item)
-    recording.finish()
-    assert recording.through() == [clip]
-    clip.close()
+    clip, recording = record_one_clip(
+        tmp_path / "clip.mp4", items, until=5.3, budget=cpu.budget(0.08)
+    )
     with av.open(str(clip.path)) as container:
         times = [frame.time for frame in container.decode(video=0)]
         container.seek(0)

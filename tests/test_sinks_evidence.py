@@ -4,6 +4,7 @@ the frame asked for; overlapping clips are encoded once."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -63,10 +64,13 @@ def test_the_folder_keeps_within_its_bound_deleting_the_oldest_first(tmp_path: P
     assert retention.deleted == 1 and retention.total == 900
 
 
-def record_one_clip(path: Path, items: list, max_fps: float | None = None, **options) -> ClipFile:
-    """``items`` recorded into one clip from stream time 0 to their end, closed."""
+def record_one_clip(
+    path: Path, items: list, max_fps: float | None = None, until: float = math.inf, **options
+) -> tuple[ClipFile, Recording]:
+    """``items`` recorded into one clip from stream time 0 to ``until`` (their end), closed;
+    the clip and its recording."""
     clip = ClipFile(path, 0.0)
-    clip.done = True  # to the end of the items
+    clip.until, clip.done = until, True
     recording = Recording(0.0, max_fps, **options)
     recording.join(clip)
     for item in sorted(items, key=lambda item: item.t):
@@ -74,7 +78,7 @@ def record_one_clip(path: Path, items: list, max_fps: float | None = None, **opt
     recording.finish()
     assert recording.through() == [clip]
     clip.close()
-    return clip
+    return clip, recording
 
 
 def test_a_clip_keeps_its_sound_across_gaps_and_its_snapshot_shows_the_moment_asked(
@@ -94,7 +98,7 @@ def test_a_clip_keeps_its_sound_across_gaps_and_its_snapshot_shows_the_moment_as
         if not 4.0 <= t < 4.3:
             tone = np.sin(2 * np.pi * 440 * (t + np.arange(block) / 16000)).astype(np.float32)
             items.append(AudioBlock(t, 0.3 * tone, 16000))
-    clip = record_one_clip(tmp_path / "clip.mp4", items)
+    clip, _ = record_one_clip(tmp_path / "clip.mp4", items)
     with av.open(str(clip.path)) as container:
         audio = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(audio))
@@ -110,7 +114,7 @@ def test_a_frame_rate_cap_halves_the_frames_and_keeps_the_clip_s_length(tmp_path
     items = [
         VideoFrame(k / FPS, np.full((64, 96, 3), 16 * (k % 16), np.uint8)) for k in range(8 * FPS)
     ]
-    clip = record_one_clip(tmp_path / "clip.mp4", items, max_fps=8)
+    clip, _ = record_one_clip(tmp_path / "clip.mp4", items, max_fps=8)
     with av.open(str(clip.path)) as container:
         frames = sum(1 for _ in container.decode(video=0))
         length = container.duration / 1e6
@@ -124,7 +128,7 @@ def test_a_width_cap_scales_the_clip_down_and_keeps_the_snapshot_sharp(tmp_path:
     """--evidence-width 48 on 96x64 frames: a 48x32 clip (the aspect kept), a 96x64 snapshot;
     a width under 32 is refused."""
     items = [VideoFrame(k / FPS, np.full((64, 96, 3), 8 * k, np.uint8)) for k in range(2 * FPS)]
-    clip = record_one_clip(tmp_path / "clip.mp4", items, max_width=48)
+    clip, _ = record_one_clip(tmp_path / "clip.mp4", items, max_width=48)
     with av.open(str(clip.path)) as container:
         video = container.streams.video[0]
         assert (video.width, video.height) == (48, 32)

@@ -5,8 +5,10 @@ A token bucket in CPU seconds: every second of CPU the rest of the process uses 
 encoder ``share`` seconds, every second the encoder uses costs one. While the bucket is not
 empty the encoder takes every frame; when it is, it takes fewer (`Recording` keeps a floor of
 frames and all of the sound). The bucket starts with the share of what the process spent
-before it (loading the model), and holds at most ``most_saved`` seconds, so a quiet hour buys a
-burst of full-rate clips, not an hour of them.
+before it (loading the model; FIRST_SAVED_CPU_SECONDS at most), and holds at most
+``most_saved`` seconds, so a quiet hour buys a burst of full-rate clips, not an hour of them.
+Over any run the encoder spends at most ``share`` of the rest, plus what it started with, plus
+one frame.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-MOST_SAVED_CPU_SECONDS = 0.1  # what a quiet stream saves up for the next busy one
+MOST_SAVED_CPU_SECONDS = 1.0  # what a quiet stream saves up for the next busy one
+FIRST_SAVED_CPU_SECONDS = 0.1  # the most it starts with (its share of the process's start)
 
 
 class CpuBudget:
@@ -35,7 +38,7 @@ class CpuBudget:
         self._rest = process_clock() - self._own  # the rest of the process, so far
         # CPU seconds the encoder may still spend: its share of what the process spent before
         # (loading the model), so the first clips need not wait for the stream to earn them
-        self.saved = min(most_saved, share * self._rest)
+        self.saved = min(FIRST_SAVED_CPU_SECONDS, most_saved, share * self._rest)
 
     def allows(self) -> bool:
         """Whether the encoder is within its share now (its spending since the last call and
