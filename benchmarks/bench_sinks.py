@@ -34,7 +34,8 @@ Beside the CPU times, the share of the clips' frames the encoder kept (``frames_
 ``frames_encoded`` + ``frames_skipped`` in the stats record).
 
 Last, the encoder alone, free of the model and the decoder beside it: the dense stream's frames
-and audio (decoded beforehand) and its start and end records (those of its ``none`` run)
+and audio (decoded beforehand) and its start and end records (those of its last run: the
+sinks do not change them)
 replayed ``--repeats`` times into an `EvidenceRecorder` in this process, at the stream times the
 records were emitted.
 """
@@ -166,8 +167,7 @@ def main_bench() -> None:
                     shutil.rmtree(folder / "evidence", ignore_errors=True)
                     output.unlink(missing_ok=True)
                     runs.setdefault((stream, name), []).append(cpu_seconds(args, output))
-            if stream == "dense":
-                cpu_seconds(base, output)
+            if stream == "dense":  # the last run's records: the sinks add, never change them
                 records = [json.loads(line) for line in output.read_text().splitlines()]
                 items = list(FileSource(clip))
                 for _ in range(options.repeats):

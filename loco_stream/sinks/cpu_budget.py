@@ -44,8 +44,8 @@ class CpuBudget:
         """Whether the encoder is within its share now (its spending since the last call and
         the rest's are accounted first)."""
         own = self._own_clock()
-        rest = self._process_clock() - own
-        earned = self.share * max(0.0, rest - self._rest)
+        rest = max(self._rest, self._process_clock() - own)  # the two clocks read apart
+        earned = self.share * (rest - self._rest)
         self.saved = min(self.most_saved, self.saved + earned - (own - self._own))
-        self._own, self._rest = own, max(rest, self._rest)
+        self._own, self._rest = own, rest
         return self.saved > 0

@@ -120,13 +120,12 @@ class Recording:
             (packet.pts for packet in video if self._time(packet.pts) <= clip.begin + HALF_TICK),
             default=None,
         )
-        keyframes = [packet.pts for packet in video if packet.is_keyframe]
+        keyframes = [packet.pts for packet in video if packet.is_keyframe]  # in time order
         before = [pts for pts in keyframes if shown_at_begin is not None and pts <= shown_at_begin]
-        after = [pts for pts in keyframes if shown_at_begin is None or pts > shown_at_begin]
         if before:  # shown from that frame (an edit list): those before it only decoded
             self._start(clip, before[-1], shown_at_begin)
-        elif after:  # else it starts at its next keyframe
-            self._start(clip, after[0], after[0])
+        elif keyframes:  # else (all lie after it) it starts at the next one
+            self._start(clip, keyframes[0], keyframes[0])
 
     def add(self, item: Item) -> None:
         """Take one frame or audio block (in stream-time order); encode those held
@@ -181,10 +180,7 @@ class Recording:
             )
         ]
         for clip in ready:
-            if clip in self._unsent:
-                self._send_to(clip)
-            else:  # none of its frames reached the encoder (left out: it fell behind)
-                self._drop(clip, ValueError("no frame of its span was encoded"))
+            self._send_to(clip)
         ready = [clip for clip in ready if clip in self._clips]  # not dropped on the way
         for clip in ready:
             self._clips.remove(clip)
@@ -374,7 +370,9 @@ class Recording:
         up to it (the rest are dropped); before, those HOLD_SECONDS behind the newest item (an
         end record cannot come that late). A packet for a clip whose end is not known yet may
         lie past it: another clip's end made the recording encode ahead (`advance`)."""
-        unsent = self._unsent[clip]
+        unsent = self._unsent.get(clip)
+        if unsent is None:  # never started: no frame of it reached us (its closing says so)
+            return
         final = clip.done or clip.until < math.inf  # its end will not change
         horizon = math.inf if final else self.newest - HOLD_SECONDS
         try:
